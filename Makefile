@@ -1,0 +1,24 @@
+# stream: Kafka-style streams for PostgreSQL (PGXS build)
+EXTENSION = stream
+EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -E "s/.*'(.*)'.*/\1/")
+
+MODULE_big = stream
+OBJS = src/stream.o src/lso.o src/partitioner.o src/topic.o src/storage.o \
+       src/publish.o src/read.o src/roller.o
+
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+
+REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=$(EXTENSION)
+
+PG_CPPFLAGS = -Wall -Werror -Wno-declaration-after-statement
+PG_CONFIG ?= pg_config
+
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/regression.diffs test/regression.out
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
+	cp $< $@

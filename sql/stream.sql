@@ -1,0 +1,448 @@
+-- stream: Kafka-style streams inside PostgreSQL
+\echo Use "CREATE EXTENSION stream" to load this file. \quit
+
+-- Refuse to install without the preload: nothing would work.
+CREATE FUNCTION stream._assert_preloaded() RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_assert_preloaded' LANGUAGE C VOLATILE;
+SELECT stream._assert_preloaded();
+
+CREATE SCHEMA stream_data;
+COMMENT ON SCHEMA stream_data IS 'segment tables of stream topics; managed by the stream extension';
+REVOKE ALL ON SCHEMA stream_data FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Catalog
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE stream._topic_id_seq AS integer;
+CREATE SEQUENCE stream._segment_id_seq AS bigint;
+
+CREATE TABLE stream._topics (
+    topic_id          integer PRIMARY KEY DEFAULT nextval('stream._topic_id_seq'),
+    topic             text NOT NULL CONSTRAINT _topics_topic_key UNIQUE
+                      CHECK (topic ~ '^[A-Za-z0-9._-]{1,200}$'),
+    partitions        integer NOT NULL CHECK (partitions >= 1),
+    value_type        regtype NOT NULL CHECK (value_type IN ('jsonb'::regtype, 'text'::regtype, 'bytea'::regtype)),
+    retention         interval CHECK (retention > '0'::interval),
+    retention_bytes   bigint CHECK (retention_bytes > 0),
+    max_message_bytes integer NOT NULL CHECK (max_message_bytes > 0),
+    segment_bytes     bigint NOT NULL CHECK (segment_bytes >= 8192),
+    created_at        timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+ALTER SEQUENCE stream._topic_id_seq OWNED BY stream._topics.topic_id;
+
+CREATE TABLE stream._partitions (
+    topic_id   integer NOT NULL REFERENCES stream._topics ON DELETE CASCADE,
+    partition  integer NOT NULL CHECK (partition >= 0),
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (topic_id, partition)
+);
+
+CREATE TABLE stream._segments (
+    segment_id  bigint PRIMARY KEY DEFAULT nextval('stream._segment_id_seq'),
+    topic_id    integer NOT NULL,
+    partition   integer NOT NULL,
+    base_offset bigint CHECK (base_offset >= 0),   -- NULL until the roller records it
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    FOREIGN KEY (topic_id, partition) REFERENCES stream._partitions ON DELETE CASCADE
+);
+ALTER SEQUENCE stream._segment_id_seq OWNED BY stream._segments.segment_id;
+CREATE INDEX _segments_partition_idx ON stream._segments (topic_id, partition, segment_id);
+
+-- pg_dump keeps the catalog's rows; segment tables are ordinary tables.
+SELECT pg_catalog.pg_extension_config_dump('stream._topics', '');
+SELECT pg_catalog.pg_extension_config_dump('stream._partitions', '');
+SELECT pg_catalog.pg_extension_config_dump('stream._segments', '');
+SELECT pg_catalog.pg_extension_config_dump('stream._topic_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('stream._segment_id_seq', '');
+
+REVOKE ALL ON ALL TABLES IN SCHEMA stream FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA stream FROM PUBLIC;
+
+-- Backends cache topic metadata; any catalog change invalidates the caches.
+CREATE FUNCTION stream._catalog_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'stream_catalog_changed' LANGUAGE C;
+CREATE TRIGGER _topics_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON stream._topics FOR EACH STATEMENT EXECUTE FUNCTION stream._catalog_changed();
+CREATE TRIGGER _partitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON stream._partitions FOR EACH STATEMENT EXECUTE FUNCTION stream._catalog_changed();
+CREATE TRIGGER _segments_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON stream._segments FOR EACH STATEMENT EXECUTE FUNCTION stream._catalog_changed();
+
+------------------------------------------------------------------------------
+-- Internal helpers
+------------------------------------------------------------------------------
+
+-- Create the next segment table of a partition.  The table name comes from
+-- the segment id only, never from user text.
+CREATE FUNCTION stream._create_segment(p_topic_id integer, p_partition integer, p_base bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type regtype;
+    v_id   bigint;
+BEGIN
+    SELECT value_type INTO STRICT v_type FROM stream._topics WHERE topic_id = p_topic_id;
+    v_id := nextval('stream._segment_id_seq');
+    EXECUTE format(
+        'CREATE TABLE stream_data.%I ('
+        '  "offset" bigint NOT NULL,'
+        '  key text,'
+        '  value %s,'
+        '  headers jsonb,'
+        '  published_at timestamptz NOT NULL,'
+        '  CONSTRAINT %I PRIMARY KEY ("offset")'
+        ') WITH (autovacuum_vacuum_insert_scale_factor = 0.05)',
+        'seg_' || v_id, v_type, 'seg_' || v_id || '_pkey');
+    EXECUTE format('REVOKE ALL ON stream_data.%I FROM PUBLIC', 'seg_' || v_id);
+    INSERT INTO stream._segments (segment_id, topic_id, partition, base_offset)
+    VALUES (v_id, p_topic_id, p_partition, p_base);
+    RETURN v_id;
+END
+$$;
+
+-- The tail of a partition: the segment taking inserts and the next offset.
+-- STABLE so that it runs with the caller's (fresh) snapshot, see storage.c.
+CREATE FUNCTION stream._partition_tail(p_topic_id integer, p_partition integer,
+    OUT segment_id bigint, OUT relid oid, OUT indexid oid, OUT next_offset bigint, OUT bytes bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    v_max bigint;
+BEGIN
+    next_offset := 0;
+    FOR s IN SELECT g.segment_id, g.base_offset FROM stream._segments g
+             WHERE g.topic_id = p_topic_id AND g.partition = p_partition
+             ORDER BY g.segment_id DESC
+    LOOP
+        IF segment_id IS NULL THEN
+            segment_id := s.segment_id;
+            relid := to_regclass('stream_data.seg_' || s.segment_id);
+            indexid := to_regclass('stream_data.seg_' || s.segment_id || '_pkey');
+            bytes := pg_total_relation_size(relid);
+        END IF;
+        EXECUTE format('SELECT max("offset") FROM stream_data.%I', 'seg_' || s.segment_id)
+            INTO v_max;
+        IF v_max IS NOT NULL THEN
+            next_offset := greatest(next_offset, v_max + 1);
+            EXIT;
+        END IF;
+        IF s.base_offset IS NOT NULL THEN
+            next_offset := greatest(next_offset, s.base_offset);
+            EXIT;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION stream._partition_state(topic text, partition integer,
+    OUT end_offset bigint, OUT last_stable_offset bigint)
+    AS 'MODULE_PATHNAME', 'stream_partition_state' LANGUAGE C VOLATILE STRICT;
+
+-- Storage figures of one partition, for the stream.partitions view.
+CREATE FUNCTION stream._partition_storage(p_topic_id integer, p_partition integer,
+    OUT log_start_offset bigint, OUT messages bigint, OUT bytes bigint,
+    OUT oldest_at timestamptz, OUT newest_at timestamptz, OUT segments integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    v_count bigint;
+    v_first bigint;
+    v_old timestamptz;
+    v_new timestamptz;
+BEGIN
+    messages := 0; bytes := 0; segments := 0;
+    FOR s IN SELECT g.segment_id, g.base_offset, to_regclass('stream_data.seg_' || g.segment_id) AS rel
+             FROM stream._segments g
+             WHERE g.topic_id = p_topic_id AND g.partition = p_partition
+             ORDER BY g.segment_id
+    LOOP
+        CONTINUE WHEN s.rel IS NULL;
+        segments := segments + 1;
+        bytes := bytes + pg_total_relation_size(s.rel);
+        EXECUTE format('SELECT count(*), min("offset"), min(published_at), max(published_at) FROM %s', s.rel)
+            INTO v_count, v_first, v_old, v_new;
+        messages := messages + v_count;
+        IF log_start_offset IS NULL THEN
+            log_start_offset := coalesce(s.base_offset, v_first);
+        END IF;
+        oldest_at := least(oldest_at, v_old);
+        newest_at := greatest(newest_at, v_new);
+    END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Administration
+------------------------------------------------------------------------------
+
+CREATE FUNCTION stream._check_topic_args(topic text, partitions integer, retention interval,
+    retention_bytes bigint, max_message_bytes integer, segment_bytes bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF topic IS NULL THEN
+        RAISE EXCEPTION 'topic must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF topic !~ '^[A-Za-z0-9._-]{1,200}$' THEN
+        RAISE EXCEPTION 'invalid topic name "%"', left(topic, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Topic names are 1 to 200 characters: letters A-Z and a-z, digits, ''.'', ''_'' and ''-''.';
+    END IF;
+    IF partitions IS NOT NULL AND (partitions < 1 OR partitions > 10000) THEN
+        RAISE EXCEPTION 'partitions must be between 1 and 10000, got %', partitions
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention IS NOT NULL AND retention = '0'::interval THEN
+        RAISE EXCEPTION 'retention must be positive, or negative for unlimited'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention_bytes IS NOT NULL AND retention_bytes = 0 THEN
+        RAISE EXCEPTION 'retention_bytes must be positive, or negative for unlimited'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_message_bytes IS NOT NULL AND (max_message_bytes < 1 OR max_message_bytes > 1073741823) THEN
+        RAISE EXCEPTION 'max_message_bytes must be between 1 and 1073741823, got %', max_message_bytes
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF segment_bytes IS NOT NULL AND segment_bytes < 8192 THEN
+        RAISE EXCEPTION 'segment_bytes must be at least 8192, got %', segment_bytes
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION stream.create_topic(
+    topic text,
+    partitions integer DEFAULT 1,
+    retention interval DEFAULT NULL,
+    retention_bytes bigint DEFAULT NULL,
+    max_message_bytes integer DEFAULT 1048576,
+    value_type regtype DEFAULT 'jsonb',
+    segment_bytes bigint DEFAULT 67108864)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id integer;
+BEGIN
+    PERFORM stream._check_topic_args(topic, coalesce(partitions, -1), retention, retention_bytes,
+                                     coalesce(max_message_bytes, -1), coalesce(segment_bytes, 0));
+    IF value_type IS NULL OR value_type NOT IN ('jsonb'::regtype, 'text'::regtype, 'bytea'::regtype) THEN
+        RAISE EXCEPTION 'value type % is not supported', coalesce(value_type::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A topic holds jsonb, text or bytea values.';
+    END IF;
+    -- serialise creators of the same name so the duplicate error is clean
+    PERFORM pg_advisory_xact_lock(hashtext('stream.topic:' || topic));
+    IF EXISTS (SELECT 1 FROM stream._topics t WHERE t.topic = create_topic.topic) THEN
+        RAISE EXCEPTION 'topic "%" already exists', topic
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO stream._topics (topic, partitions, value_type, retention, retention_bytes,
+                                max_message_bytes, segment_bytes)
+    VALUES (topic, partitions, value_type,
+            CASE WHEN retention < '0'::interval THEN NULL ELSE retention END,
+            CASE WHEN retention_bytes < 0 THEN NULL ELSE retention_bytes END,
+            max_message_bytes, segment_bytes)
+    RETURNING topic_id INTO v_id;
+    INSERT INTO stream._partitions (topic_id, partition)
+    SELECT v_id, p FROM generate_series(0, partitions - 1) p;
+    PERFORM stream._create_segment(v_id, p, 0) FROM generate_series(0, partitions - 1) p;
+END
+$$;
+
+CREATE FUNCTION stream.alter_topic(
+    topic text,
+    partitions integer DEFAULT NULL,
+    retention interval DEFAULT NULL,
+    retention_bytes bigint DEFAULT NULL,
+    max_message_bytes integer DEFAULT NULL,
+    segment_bytes bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t stream._topics;
+BEGIN
+    PERFORM stream._check_topic_args(topic, partitions, retention, retention_bytes,
+                                     max_message_bytes, segment_bytes);
+    SELECT * INTO t FROM stream._topics x WHERE x.topic = alter_topic.topic FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF partitions IS NOT NULL AND partitions < t.partitions THEN
+        RAISE EXCEPTION 'cannot decrease the partitions of topic "%" from % to %', topic, t.partitions, partitions
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Partitions can be added, never removed: keys would move and offsets be lost.';
+    END IF;
+    UPDATE stream._topics x SET
+        partitions = coalesce(alter_topic.partitions, x.partitions),
+        retention = CASE WHEN alter_topic.retention IS NULL THEN x.retention
+                         WHEN alter_topic.retention < '0'::interval THEN NULL
+                         ELSE alter_topic.retention END,
+        retention_bytes = CASE WHEN alter_topic.retention_bytes IS NULL THEN x.retention_bytes
+                               WHEN alter_topic.retention_bytes < 0 THEN NULL
+                               ELSE alter_topic.retention_bytes END,
+        max_message_bytes = coalesce(alter_topic.max_message_bytes, x.max_message_bytes),
+        segment_bytes = coalesce(alter_topic.segment_bytes, x.segment_bytes)
+    WHERE x.topic_id = t.topic_id;
+    IF partitions IS NOT NULL AND partitions > t.partitions THEN
+        INSERT INTO stream._partitions (topic_id, partition)
+        SELECT t.topic_id, p FROM generate_series(t.partitions, partitions - 1) p;
+        PERFORM stream._create_segment(t.topic_id, p, 0)
+        FROM generate_series(t.partitions, partitions - 1) p;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION stream.drop_topic(topic text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t stream._topics;
+    s record;
+BEGIN
+    IF topic IS NULL THEN
+        RAISE EXCEPTION 'topic must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM stream._topics x WHERE x.topic = drop_topic.topic FOR UPDATE;
+    IF NOT FOUND THEN
+        IF coalesce(if_exists, false) THEN
+            RAISE NOTICE 'topic "%" does not exist, skipping', topic;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    -- lock the partitions too: a segment roller holds them while it works
+    PERFORM 1 FROM stream._partitions p WHERE p.topic_id = t.topic_id FOR UPDATE;
+    FOR s IN SELECT g.segment_id FROM stream._segments g WHERE g.topic_id = t.topic_id LOOP
+        EXECUTE format('DROP TABLE IF EXISTS stream_data.%I', 'seg_' || s.segment_id);
+    END LOOP;
+    DELETE FROM stream._topics x WHERE x.topic_id = t.topic_id;
+END
+$$;
+
+COMMENT ON FUNCTION stream.create_topic(text, integer, interval, bigint, integer, regtype, bigint) IS
+    'creates a topic with the given partitions, retention, message size limit, value type and segment size';
+COMMENT ON FUNCTION stream.alter_topic(text, integer, interval, bigint, integer, bigint) IS
+    'adds partitions or changes retention and size settings of a topic (NULL keeps a setting, negative retention means unlimited)';
+COMMENT ON FUNCTION stream.drop_topic(text, boolean) IS
+    'drops a topic with all its messages';
+
+------------------------------------------------------------------------------
+-- Producing
+------------------------------------------------------------------------------
+
+CREATE FUNCTION stream.publish(topic text, value jsonb, key text DEFAULT NULL,
+    headers jsonb DEFAULT NULL, partition integer DEFAULT NULL)
+RETURNS TABLE (partition integer, "offset" bigint)
+    AS 'MODULE_PATHNAME', 'stream_publish' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+CREATE FUNCTION stream.publish(topic text, value text, key text DEFAULT NULL,
+    headers jsonb DEFAULT NULL, partition integer DEFAULT NULL)
+RETURNS TABLE (partition integer, "offset" bigint)
+    AS 'MODULE_PATHNAME', 'stream_publish' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+CREATE FUNCTION stream.publish(topic text, value bytea, key text DEFAULT NULL,
+    headers jsonb DEFAULT NULL, partition integer DEFAULT NULL)
+RETURNS TABLE (partition integer, "offset" bigint)
+    AS 'MODULE_PATHNAME', 'stream_publish' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+CREATE FUNCTION stream.publish_batch(topic text, "values" jsonb[], keys text[] DEFAULT NULL,
+    headers jsonb[] DEFAULT NULL)
+RETURNS TABLE (partition integer, "offset" bigint)
+    AS 'MODULE_PATHNAME', 'stream_publish_batch' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.publish_batch(topic text, "values" text[], keys text[] DEFAULT NULL,
+    headers jsonb[] DEFAULT NULL)
+RETURNS TABLE (partition integer, "offset" bigint)
+    AS 'MODULE_PATHNAME', 'stream_publish_batch' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.publish_batch(topic text, "values" bytea[], keys text[] DEFAULT NULL,
+    headers jsonb[] DEFAULT NULL)
+RETURNS TABLE (partition integer, "offset" bigint)
+    AS 'MODULE_PATHNAME', 'stream_publish_batch' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION stream.publish(text, jsonb, text, jsonb, integer) IS
+    'publishes one message in the current transaction; returns its partition and offset';
+COMMENT ON FUNCTION stream.publish(text, text, text, jsonb, integer) IS
+    'publishes one message given as text, parsed into the topic''s value type';
+COMMENT ON FUNCTION stream.publish(text, bytea, text, jsonb, integer) IS
+    'publishes one bytea message';
+COMMENT ON FUNCTION stream.publish_batch(text, jsonb[], text[], jsonb[]) IS
+    'publishes many messages at once, in array order; returns a partition and offset per message';
+COMMENT ON FUNCTION stream.publish_batch(text, text[], text[], jsonb[]) IS
+    'publishes many messages given as text, parsed into the topic''s value type';
+COMMENT ON FUNCTION stream.publish_batch(text, bytea[], text[], jsonb[]) IS
+    'publishes many bytea messages';
+
+CREATE FUNCTION stream.murmur2(key text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'stream_murmur2_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION stream.partition_for(key text, partitions integer) RETURNS integer
+    AS 'MODULE_PATHNAME', 'stream_partition_for' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION stream.murmur2(text) IS
+    'Kafka''s murmur2 hash of the key''s UTF-8 bytes';
+COMMENT ON FUNCTION stream.partition_for(text, integer) IS
+    'the partition Kafka''s default partitioner picks for a key';
+
+------------------------------------------------------------------------------
+-- Reading
+------------------------------------------------------------------------------
+
+CREATE FUNCTION stream.read(topic text, partition integer, "offset" bigint DEFAULT 0,
+    max_messages integer DEFAULT 100)
+RETURNS TABLE (topic text, partition integer, "offset" bigint, key text, value jsonb,
+               headers jsonb, published_at timestamptz)
+    AS 'MODULE_PATHNAME', 'stream_read' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.read_text(topic text, partition integer, "offset" bigint DEFAULT 0,
+    max_messages integer DEFAULT 100)
+RETURNS TABLE (topic text, partition integer, "offset" bigint, key text, value text,
+               headers jsonb, published_at timestamptz)
+    AS 'MODULE_PATHNAME', 'stream_read_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.read_bytea(topic text, partition integer, "offset" bigint DEFAULT 0,
+    max_messages integer DEFAULT 100)
+RETURNS TABLE (topic text, partition integer, "offset" bigint, key text, value bytea,
+               headers jsonb, published_at timestamptz)
+    AS 'MODULE_PATHNAME', 'stream_read_bytea' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION stream.read(text, integer, bigint, integer) IS
+    'reads a jsonb partition from an offset, up to its last stable offset, without a group';
+COMMENT ON FUNCTION stream.read_text(text, integer, bigint, integer) IS
+    'reads a partition from an offset with values in their text form';
+COMMENT ON FUNCTION stream.read_bytea(text, integer, bigint, integer) IS
+    'reads a bytea partition from an offset';
+
+------------------------------------------------------------------------------
+-- Views
+------------------------------------------------------------------------------
+
+CREATE VIEW stream.topics AS
+SELECT t.topic, t.partitions, t.value_type, t.retention, t.retention_bytes,
+       t.max_message_bytes, t.created_at, t.segment_bytes, t.topic_id
+FROM stream._topics t;
+
+CREATE VIEW stream.partitions AS
+SELECT t.topic, p.partition, s.log_start_offset, st.end_offset, st.last_stable_offset,
+       s.messages, s.bytes, s.oldest_at, s.newest_at, s.segments
+FROM stream._topics t
+JOIN stream._partitions p USING (topic_id)
+CROSS JOIN LATERAL stream._partition_state(t.topic, p.partition) st
+CROSS JOIN LATERAL stream._partition_storage(t.topic_id, p.partition) s;
+
+COMMENT ON VIEW stream.topics IS 'one row per topic with its settings';
+COMMENT ON VIEW stream.partitions IS 'one row per partition: offsets, last stable offset, size and age';
+
+-- Internals are not for direct use.
+REVOKE ALL ON FUNCTION stream._create_segment(integer, integer, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream._partition_tail(integer, integer) FROM PUBLIC;

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.h
+ *	  Reading a partition up to its last stable offset.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_READ_H
+#define STREAM_READ_H
+
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "utils/tuplestore.h"
+
+struct StreamTopic;
+
+/* How values are returned to SQL. */
+typedef enum StreamValueMode
+{
+	STREAM_VALUE_JSONB,			/* jsonb topics, as jsonb */
+	STREAM_VALUE_TEXT,			/* any topic, the value's text form */
+	STREAM_VALUE_BYTEA			/* bytea topics, as bytea */
+} StreamValueMode;
+
+extern void stream_check_value_mode(struct StreamTopic *topic, StreamValueMode mode);
+extern void stream_check_max_messages(int max_messages);
+extern int64 stream_partition_bounds(struct StreamTopic *topic, int32 partition,
+									 int64 *end_offset);
+extern int	stream_read_partition(struct StreamTopic *topic, int32 partition,
+								  int64 offset, int max_messages, StreamValueMode mode,
+								  Tuplestorestate *tupstore, TupleDesc tupdesc,
+								  int64 *next);
+
+#endif							/* STREAM_READ_H */

@@ -1,0 +1,48 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.h
+ *	  Segment tables: append messages, list a partition's segments, roll.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_STORAGE_H
+#define STREAM_STORAGE_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/snapshot.h"
+
+struct StreamTopic;
+
+/* One message to append, already converted to the topic's value type. */
+typedef struct StreamMessage
+{
+	Datum		key;			/* text */
+	Datum		value;			/* topic's value type */
+	Datum		headers;		/* jsonb */
+	bool		key_null;
+	bool		value_null;
+	bool		headers_null;
+	int32		partition;		/* chosen partition */
+	int64		offset;			/* filled by stream_append */
+} StreamMessage;
+
+/* A segment of a partition as listed in stream._segments. */
+typedef struct StreamSegment
+{
+	int64		segment_id;
+	int64		base_offset;	/* -1 when not yet recorded */
+	Oid			relid;
+} StreamSegment;
+
+extern void stream_append(struct StreamTopic *topic, StreamMessage *msgs, int n);
+extern List *stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot);
+extern void stream_load_tail(int32 topic_id, int32 partition, int64 *segment,
+							 Oid *relid, Oid *indexid, int64 *next_offset, int64 *bytes);
+
+/* roller.c */
+extern bool stream_launch_roller(Oid dbid, struct StreamTopic *topic, int32 partition,
+								 int64 segment);
+
+#endif							/* STREAM_STORAGE_H */

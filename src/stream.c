@@ -1,0 +1,134 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream.c
+ *	  Module entry point: GUCs, shared memory hooks, the preload check.
+ *
+ * The extension keeps per-partition state in shared memory (see lso.c), so
+ * it must be loaded by shared_preload_libraries.  When it is not, the
+ * library still loads (CREATE EXTENSION runs its script), every function
+ * that needs the shared state fails with a hint, and the extension script
+ * refuses to install.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "lso.h"
+#include "stream.h"
+#include "topic.h"
+
+PG_MODULE_MAGIC;
+
+int			stream_max_partitions = 16384;
+int			stream_max_xact_partitions = 256;
+int			stream_max_read_messages = 100000;
+
+static bool preloaded = false;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+static void stream_shmem_request(void);
+static void stream_shmem_startup(void);
+
+/* Define GUCs and, when preloaded, ask for shared memory. */
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("stream.max_partitions",
+							"Sets the number of partitions whose state is kept in shared memory at once.",
+							"Idle entries are evicted and reloaded from disk when needed.",
+							&stream_max_partitions,
+							16384, 64, 10000000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.max_xact_partitions",
+							"Sets the number of partitions one transaction may publish to.",
+							NULL,
+							&stream_max_xact_partitions,
+							256, 1, 65536,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.max_read_messages",
+							"Sets the largest max_messages accepted by one read or poll.",
+							NULL,
+							&stream_max_read_messages,
+							100000, 1, 10000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("stream");
+#else
+	EmitWarningsOnPlaceholders("stream");
+#endif
+
+	stream_topic_init();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	preloaded = true;
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = stream_shmem_request;
+#else
+	stream_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = stream_shmem_startup;
+}
+
+/* Reserve shared memory and our LWLock tranche. */
+static void
+stream_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(stream_lso_shmem_size());
+	RequestNamedLWLockTranche("stream", 1);
+}
+
+/* Create or attach the shared state. */
+static void
+stream_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	stream_lso_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Fail with a useful hint unless the module was preloaded. */
+void
+stream_require_preload(void)
+{
+	if (!preloaded || !stream_shmem_ready())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream must be loaded via shared_preload_libraries"),
+				 errhint("Add 'stream' to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+PG_FUNCTION_INFO_V1(stream_assert_preloaded);
+
+/* SQL: called by the extension script so CREATE EXTENSION fails early. */
+Datum
+stream_assert_preloaded(PG_FUNCTION_ARGS)
+{
+	stream_require_preload();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream.h
+ *	  Declarations shared by every part of the stream extension: GUCs,
+ *	  the shared-memory anchor and the catalog names.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_H
+#define STREAM_H
+
+#include "postgres.h"
+
+#include "storage/lwlock.h"
+
+/* Catalog schema and data schema created by the extension script. */
+#define STREAM_SCHEMA		"stream"
+#define STREAM_DATA_SCHEMA	"stream_data"
+
+/* Attribute numbers of a segment table, fixed by stream._create_segment(). */
+#define Anum_seg_offset			1
+#define Anum_seg_key			2
+#define Anum_seg_value			3
+#define Anum_seg_headers		4
+#define Anum_seg_published_at	5
+#define Natts_seg				5
+
+/* GUCs (stream.c) */
+extern int	stream_max_partitions;
+extern int	stream_max_xact_partitions;
+extern int	stream_max_read_messages;
+
+/* True once shared memory is attached (module was preloaded). */
+extern bool stream_shmem_ready(void);
+extern void stream_require_preload(void);
+
+#endif							/* STREAM_H */

@@ -1,0 +1,235 @@
+/*-------------------------------------------------------------------------
+ *
+ * topic.c
+ *	  Backend-local cache of topic metadata, keyed by topic name.
+ *
+ * Publishing resolves the topic on every call, so the catalog row is read
+ * once and kept in a hash table in CacheMemoryContext.  The catalog tables
+ * carry a statement trigger (stream._catalog_changed) that sends a relcache
+ * invalidation for the changed table at commit; our relcache callback
+ * flushes the whole cache when it sees one of them (or a full reset).
+ * Misses are read with a fresh snapshot, not the transaction's: a cache
+ * filled from an old REPEATABLE READ snapshot would outlive the
+ * invalidation that should have replaced it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/sinval.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "stream.h"
+#include "topic.h"
+
+static HTAB *topic_cache = NULL;
+static Oid	catalog_relids[3] = {InvalidOid, InvalidOid, InvalidOid};
+
+static void topic_cache_callback(Datum arg, Oid relid);
+
+/* Register the invalidation callback (once per backend, from _PG_init). */
+void
+stream_topic_init(void)
+{
+	CacheRegisterRelcacheCallback(topic_cache_callback, (Datum) 0);
+}
+
+/* Flush the cache when one of our catalogs changed. */
+static void
+topic_cache_callback(Datum arg, Oid relid)
+{
+	int			i;
+	bool		ours = !OidIsValid(relid);
+
+	for (i = 0; i < lengthof(catalog_relids) && !ours; i++)
+		ours = (relid == catalog_relids[i] || !OidIsValid(catalog_relids[i]));
+	if (!ours || topic_cache == NULL)
+		return;
+	hash_destroy(topic_cache);
+	topic_cache = NULL;
+	for (i = 0; i < lengthof(catalog_relids); i++)
+		catalog_relids[i] = InvalidOid;
+}
+
+/* Check a topic name: [A-Za-z0-9._-]{1,200}. */
+void
+stream_check_topic_name(const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p;
+
+	if (len < 1 || len > STREAM_TOPIC_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid topic name \"%s\"", len > 64 ? "(too long)" : name),
+				 errdetail("Topic names are 1 to %d characters long.", STREAM_TOPIC_MAXLEN)));
+	for (p = name; *p; p++)
+	{
+		char		c = *p;
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid topic name \"%s\"", name),
+					 errhint("Topic names may contain only letters A-Z and a-z, digits, '.', '_' and '-'.")));
+	}
+}
+
+/* Read one topic's catalog row; false if it does not exist. */
+static bool
+load_topic(const char *name, StreamTopic *out)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	Snapshot	snap;
+	int			ret;
+	bool		found = false;
+
+	SPI_connect();
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT topic_id, partitions, value_type::oid, max_message_bytes, "
+						   "segment_bytes, created_at, "
+						   "'stream._topics'::regclass::oid, 'stream._segments'::regclass::oid, "
+						   "'stream._partitions'::regclass::oid "
+						   "FROM stream._topics WHERE topic = $1",
+						   1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "stream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	args[0] = CStringGetTextDatum(name);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ret = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 1);
+	UnregisterSnapshot(snap);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "stream: topic lookup failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		strlcpy(out->name, name, sizeof(out->name));
+		out->topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		out->partitions = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		out->value_type = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		out->max_message_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		out->segment_bytes = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+		out->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+		catalog_relids[0] = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+		catalog_relids[1] = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
+		catalog_relids[2] = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
+		found = true;
+	}
+	SPI_finish();
+	return found;
+}
+
+/*
+ * Return a copy in the caller's memory context: any lock taken later in the
+ * caller may process invalidations and destroy the cache under it.
+ */
+static StreamTopic *
+copy_topic(StreamTopic *entry)
+{
+	StreamTopic *copy = palloc(sizeof(StreamTopic));
+
+	memcpy(copy, entry, sizeof(StreamTopic));
+	return copy;
+}
+
+/* Look a topic up by name (C string), erroring if it does not exist. */
+StreamTopic *
+stream_topic_lookup_cstr(const char *name)
+{
+	StreamTopic *entry;
+	StreamTopic loaded;
+	bool		found;
+
+	stream_check_topic_name(name);
+
+	/* a concurrent alter/drop that committed must be seen now */
+	AcceptInvalidationMessages();
+
+	if (topic_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = STREAM_TOPIC_MAXLEN + 1;
+		ctl.entrysize = sizeof(StreamTopic);
+		ctl.hcxt = CacheMemoryContext;
+		topic_cache = hash_create("stream topic cache", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+
+	entry = hash_search(topic_cache, name, HASH_FIND, NULL);
+	if (entry != NULL)
+		return copy_topic(entry);
+
+	memset(&loaded, 0, sizeof(loaded));
+	if (!load_topic(name, &loaded))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" does not exist", name),
+				 errhint("Create it with stream.create_topic('%s').", name)));
+
+	/* loading may have processed invalidations that destroyed the cache */
+	if (topic_cache == NULL)
+		return stream_topic_lookup_cstr(name);
+
+	entry = hash_search(topic_cache, name, HASH_ENTER, &found);
+	memcpy(entry, &loaded, sizeof(StreamTopic));
+	return copy_topic(entry);
+}
+
+/* Look a topic up by name (text). */
+StreamTopic *
+stream_topic_lookup(text *name)
+{
+	char	   *cname = text_to_cstring(name);
+
+	return stream_topic_lookup_cstr(cname);
+}
+
+/* Check that a partition number exists in the topic. */
+void
+stream_check_partition(StreamTopic *topic, int32 partition)
+{
+	if (partition < 0 || partition >= topic->partitions)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partition %d of topic \"%s\" does not exist", partition, topic->name),
+				 errdetail("Topic \"%s\" has %d partition%s, numbered from 0.",
+						   topic->name, topic->partitions,
+						   topic->partitions == 1 ? "" : "s")));
+}
+
+PG_FUNCTION_INFO_V1(stream_catalog_changed);
+
+/* Trigger: send a relcache invalidation for the changed catalog table. */
+Datum
+stream_catalog_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "stream._catalog_changed() must be called as a trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * topic.h
+ *	  Backend-local cache of topic metadata.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_TOPIC_H
+#define STREAM_TOPIC_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+#define STREAM_TOPIC_MAXLEN 200
+
+typedef struct StreamTopic
+{
+	char		name[STREAM_TOPIC_MAXLEN + 1];	/* hash key */
+	int32		topic_id;
+	int32		partitions;
+	Oid			value_type;		/* JSONBOID, TEXTOID or BYTEAOID */
+	int32		max_message_bytes;
+	int64		segment_bytes;
+	TimestampTz created_at;
+} StreamTopic;
+
+extern void stream_topic_init(void);
+extern void stream_check_topic_name(const char *name);
+/* Lookups return a palloc'd copy, safe across cache invalidation. */
+extern StreamTopic *stream_topic_lookup(text *name);
+extern StreamTopic *stream_topic_lookup_cstr(const char *name);
+extern void stream_check_partition(StreamTopic *topic, int32 partition);
+
+#endif							/* STREAM_TOPIC_H */
