@@ -235,26 +235,33 @@ AS $$
 DECLARE
     v_id integer;
 BEGIN
-    PERFORM stream._check_topic_args(topic, coalesce(partitions, -1), retention, retention_bytes,
-                                     coalesce(max_message_bytes, -1), coalesce(segment_bytes, 0));
+    IF partitions IS NULL OR max_message_bytes IS NULL OR segment_bytes IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL',
+            CASE WHEN partitions IS NULL THEN 'partitions'
+                 WHEN max_message_bytes IS NULL THEN 'max_message_bytes'
+                 ELSE 'segment_bytes' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM stream._check_topic_args(topic, partitions, retention, retention_bytes,
+                                     max_message_bytes, segment_bytes);
     IF value_type IS NULL OR value_type NOT IN ('jsonb'::regtype, 'text'::regtype, 'bytea'::regtype) THEN
         RAISE EXCEPTION 'value type % is not supported', coalesce(value_type::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A topic holds jsonb, text or bytea values.';
     END IF;
-    -- serialise creators of the same name so the duplicate error is clean
-    PERFORM pg_advisory_xact_lock(hashtext('stream.topic:' || topic));
-    IF EXISTS (SELECT 1 FROM stream._topics t WHERE t.topic = create_topic.topic) THEN
+    BEGIN
+        INSERT INTO stream._topics (topic, partitions, value_type, retention, retention_bytes,
+                                    max_message_bytes, segment_bytes)
+        VALUES (topic, partitions, value_type,
+                CASE WHEN retention < '0'::interval THEN NULL ELSE retention END,
+                CASE WHEN retention_bytes < 0 THEN NULL ELSE retention_bytes END,
+                max_message_bytes, segment_bytes)
+        RETURNING topic_id INTO v_id;
+    EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION 'topic "%" already exists', topic
-            USING ERRCODE = 'duplicate_object';
-    END IF;
-    INSERT INTO stream._topics (topic, partitions, value_type, retention, retention_bytes,
-                                max_message_bytes, segment_bytes)
-    VALUES (topic, partitions, value_type,
-            CASE WHEN retention < '0'::interval THEN NULL ELSE retention END,
-            CASE WHEN retention_bytes < 0 THEN NULL ELSE retention_bytes END,
-            max_message_bytes, segment_bytes)
-    RETURNING topic_id INTO v_id;
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Use stream.alter_topic() to change it, or stream.drop_topic() first.';
+    END;
     INSERT INTO stream._partitions (topic_id, partition)
     SELECT v_id, p FROM generate_series(0, partitions - 1) p;
     PERFORM stream._create_segment(v_id, p, 0) FROM generate_series(0, partitions - 1) p;

@@ -41,10 +41,43 @@ void		_PG_init(void);
 static void stream_shmem_request(void);
 static void stream_shmem_startup(void);
 
+/* Refuse unknown stream.* settings; call after defining every GUC. */
+static void
+reserve_guc_prefix(void)
+{
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("stream");
+#else
+	EmitWarningsOnPlaceholders("stream");
+#endif
+}
+
 /* Define GUCs and, when preloaded, ask for shared memory. */
 void
 _PG_init(void)
 {
+	DefineCustomIntVariable("stream.max_read_messages",
+							"Sets the largest max_messages accepted by one read or poll.",
+							NULL,
+							&stream_max_read_messages,
+							100000, 1, 10000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	stream_topic_init();
+
+	/*
+	 * Without the preload only the library is loaded (so that CREATE
+	 * EXTENSION can fail with a hint); PGC_POSTMASTER settings cannot be
+	 * defined after startup.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+	{
+		reserve_guc_prefix();
+		return;
+	}
+	preloaded = true;
+
 	DefineCustomIntVariable("stream.max_partitions",
 							"Sets the number of partitions whose state is kept in shared memory at once.",
 							"Idle entries are evicted and reloaded from disk when needed.",
@@ -59,24 +92,8 @@ _PG_init(void)
 							256, 1, 65536,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("stream.max_read_messages",
-							"Sets the largest max_messages accepted by one read or poll.",
-							NULL,
-							&stream_max_read_messages,
-							100000, 1, 10000000,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
-	MarkGUCPrefixReserved("stream");
-#else
-	EmitWarningsOnPlaceholders("stream");
-#endif
 
-	stream_topic_init();
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	preloaded = true;
+	reserve_guc_prefix();
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
