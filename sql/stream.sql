@@ -453,3 +453,9 @@ COMMENT ON VIEW stream.partitions IS 'one row per partition: offsets, last stabl
 -- Internals are not for direct use.
 REVOKE ALL ON FUNCTION stream._create_segment(integer, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stream._partition_tail(integer, integer) FROM PUBLIC;
+
+-- Until per-topic privileges exist, the SQL surface is for superusers and for
+-- roles a superuser grants EXECUTE to: publish and read do not check topics yet.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA stream FROM PUBLIC;
+GRANT USAGE ON SCHEMA stream TO PUBLIC;
+GRANT EXECUTE ON FUNCTION stream.murmur2(text), stream.partition_for(text, integer) TO PUBLIC;

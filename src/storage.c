@@ -236,6 +236,7 @@ void
 stream_load_tail(int32 topic_id, int32 partition, int64 *segment, Oid *relid,
 				 Oid *indexid, int64 *next_offset, int64 *bytes)
 {
+	StreamInternalState internal;
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
@@ -245,6 +246,7 @@ stream_load_tail(int32 topic_id, int32 partition, int64 *segment, Oid *relid,
 	HeapTuple	tup;
 	TupleDesc	desc;
 
+	stream_internal_begin(&internal);
 	SPI_connect();
 	if (plan == NULL)
 	{
@@ -275,12 +277,14 @@ stream_load_tail(int32 topic_id, int32 partition, int64 *segment, Oid *relid,
 	*next_offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 	*bytes = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 	SPI_finish();
+	stream_internal_end(&internal);
 }
 
 /* List a partition's segments, oldest first, as seen by snapshot. */
 List *
 stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot)
 {
+	StreamInternalState internal;
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
@@ -289,6 +293,7 @@ stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot)
 	uint64		i;
 	int			ret;
 
+	stream_internal_begin(&internal);
 	SPI_connect();
 	if (plan == NULL)
 	{
@@ -325,5 +330,6 @@ stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	stream_internal_end(&internal);
 	return result;
 }

@@ -18,6 +18,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "catalog/pg_authid.h"
 #include "utils/guc.h"
 
 #include "lso.h"
@@ -148,4 +149,34 @@ stream_assert_preloaded(PG_FUNCTION_ARGS)
 {
 	stream_require_preload();
 	PG_RETURN_VOID();
+}
+
+/*
+ * Enter the extension's internal context for catalog queries made through
+ * SPI: the bootstrap superuser, as a security-restricted operation, with
+ * search_path pinned to pg_catalog so that no object of the caller's can
+ * be resolved by our query text.  Callers check the topic privileges
+ * themselves; the catalogs are not readable by ordinary roles.  On error
+ * the transaction abort restores the user and the settings.
+ */
+void
+stream_internal_begin(StreamInternalState *state)
+{
+	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   state->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	state->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* Leave the internal context entered by stream_internal_begin. */
+void
+stream_internal_end(StreamInternalState *state)
+{
+	AtEOXact_GUC(true, state->save_nestlevel);
+	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }

@@ -30,6 +30,20 @@ extern int	stream_max_partitions;
 extern int	stream_max_xact_partitions;
 extern int	stream_max_read_messages;
 
+/*
+ * Run the extension's own catalog queries as the bootstrap superuser with a
+ * pinned search_path, whoever the caller is (see stream.c).
+ */
+typedef struct StreamInternalState
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} StreamInternalState;
+
+extern void stream_internal_begin(StreamInternalState *state);
+extern void stream_internal_end(StreamInternalState *state);
+
 /* True once shared memory is attached (module was preloaded). */
 extern bool stream_shmem_ready(void);
 extern void stream_require_preload(void);

@@ -92,6 +92,7 @@ stream_check_topic_name(const char *name)
 static bool
 load_topic(const char *name, StreamTopic *out)
 {
+	StreamInternalState internal;
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -99,6 +100,7 @@ load_topic(const char *name, StreamTopic *out)
 	int			ret;
 	bool		found = false;
 
+	stream_internal_begin(&internal);
 	SPI_connect();
 	if (plan == NULL)
 	{
@@ -137,6 +139,7 @@ load_topic(const char *name, StreamTopic *out)
 		found = true;
 	}
 	SPI_finish();
+	stream_internal_end(&internal);
 	return found;
 }
 
