@@ -454,6 +454,164 @@ COMMENT ON VIEW stream.partitions IS 'one row per partition: offsets, last stabl
 REVOKE ALL ON FUNCTION stream._create_segment(integer, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stream._partition_tail(integer, integer) FROM PUBLIC;
 
+------------------------------------------------------------------------------
+-- Consumer groups
+------------------------------------------------------------------------------
+
+-- Committed offsets: the NEXT offset a group reads.  Updated in place (HOT):
+-- fillfactor leaves room on each page for the new row versions.
+CREATE TABLE stream._offsets (
+    group_name       text NOT NULL,
+    topic_id         integer NOT NULL,
+    partition        integer NOT NULL,
+    committed_offset bigint NOT NULL CHECK (committed_offset >= 0),
+    committed_at     timestamptz NOT NULL,
+    PRIMARY KEY (group_name, topic_id, partition),
+    FOREIGN KEY (topic_id, partition) REFERENCES stream._partitions ON DELETE CASCADE
+) WITH (fillfactor = 50);
+SELECT pg_catalog.pg_extension_config_dump('stream._offsets', '');
+REVOKE ALL ON stream._offsets FROM PUBLIC;
+
+-- First retained offset of a partition (oldest segment's base, else its first message).
+CREATE FUNCTION stream._partition_start(p_topic_id integer, p_partition integer)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    v_min bigint;
+BEGIN
+    FOR s IN SELECT g.segment_id, g.base_offset FROM stream._segments g
+             WHERE g.topic_id = p_topic_id AND g.partition = p_partition
+             ORDER BY g.segment_id
+    LOOP
+        IF s.base_offset IS NOT NULL THEN
+            RETURN s.base_offset;
+        END IF;
+        EXECUTE format('SELECT min("offset") FROM stream_data.%I', 'seg_' || s.segment_id)
+            INTO v_min;
+        IF v_min IS NOT NULL THEN
+            RETURN v_min;
+        END IF;
+    END LOOP;
+    RETURN (SELECT next_offset FROM stream._partition_tail(p_topic_id, p_partition));
+END
+$$;
+
+-- First offset published at or after a time, NULL when none.
+CREATE FUNCTION stream._offset_for_time(p_topic_id integer, p_partition integer, p_ts timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    v_min bigint;
+BEGIN
+    FOR s IN SELECT g.segment_id FROM stream._segments g
+             WHERE g.topic_id = p_topic_id AND g.partition = p_partition
+             ORDER BY g.segment_id
+    LOOP
+        EXECUTE format('SELECT min("offset") FROM stream_data.%I WHERE published_at >= $1',
+                       'seg_' || s.segment_id)
+            INTO v_min USING p_ts;
+        IF v_min IS NOT NULL THEN
+            RETURN v_min;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION stream.poll("group" text, topic text, max_messages integer DEFAULT 100,
+    wait interval DEFAULT '0')
+RETURNS TABLE (topic text, partition integer, "offset" bigint, key text, value jsonb,
+               headers jsonb, published_at timestamptz)
+    AS 'MODULE_PATHNAME', 'stream_poll' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.poll_text("group" text, topic text, max_messages integer DEFAULT 100,
+    wait interval DEFAULT '0')
+RETURNS TABLE (topic text, partition integer, "offset" bigint, key text, value text,
+               headers jsonb, published_at timestamptz)
+    AS 'MODULE_PATHNAME', 'stream_poll_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.poll_bytea("group" text, topic text, max_messages integer DEFAULT 100,
+    wait interval DEFAULT '0')
+RETURNS TABLE (topic text, partition integer, "offset" bigint, key text, value bytea,
+               headers jsonb, published_at timestamptz)
+    AS 'MODULE_PATHNAME', 'stream_poll_bytea' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION stream.commit("group" text, topic text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'stream_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.commit("group" text, topic text, partition integer, "offset" bigint)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_commit_offset' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.seek("group" text, topic text, partition integer, "offset" bigint)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_seek' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.reset_offsets("group" text, topic text, "to" text) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_reset_offsets' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.reset_offsets("group" text, topic text, "to" timestamptz) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_reset_offsets_time' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.leave("group" text, topic text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'stream_leave' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION stream._members(OUT pid integer, OUT "group" text, OUT topic_id integer,
+    OUT joined bigint)
+RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'stream_members' LANGUAGE C VOLATILE;
+CREATE FUNCTION stream._owner_lock_key("group" text, topic_id integer, partition integer,
+    OUT classid oid, OUT objid oid)
+    AS 'MODULE_PATHNAME', 'stream_owner_lock_key' LANGUAGE C STABLE STRICT;
+
+COMMENT ON FUNCTION stream.poll(text, text, integer, interval) IS
+    'joins the group as this session, takes its share of partitions and returns messages from its positions; waits up to "wait" for new ones';
+COMMENT ON FUNCTION stream.poll_text(text, text, integer, interval) IS
+    'poll with values in their text form (any topic type)';
+COMMENT ON FUNCTION stream.poll_bytea(text, text, integer, interval) IS
+    'poll for bytea topics';
+COMMENT ON FUNCTION stream.commit(text, text) IS
+    'commits this session''s positions in the group''s partitions it owns, in the current transaction; returns how many';
+COMMENT ON FUNCTION stream.commit(text, text, integer, bigint) IS
+    'commits one offset (the next to read) of a partition this session owns';
+COMMENT ON FUNCTION stream.seek(text, text, integer, bigint) IS
+    'moves this session''s position in a partition it owns, or the committed offset of a partition no live member owns';
+COMMENT ON FUNCTION stream.reset_offsets(text, text, text) IS
+    'sets the group''s offsets in every partition to ''earliest'' or ''latest''; refused while another live member owns a partition';
+COMMENT ON FUNCTION stream.reset_offsets(text, text, timestamptz) IS
+    'sets the group''s offsets to the first message published at or after a time';
+COMMENT ON FUNCTION stream.leave(text, text) IS
+    'gives this session''s partitions of the group back; returns false when it was not a member';
+
+-- Lag per group and partition: committed offsets (also of groups with no live
+-- member) and the partitions of live members' topics.
+CREATE VIEW stream.consumer_lag AS
+WITH locks AS MATERIALIZED (
+    SELECT l.classid, l.objid, l.pid
+    FROM pg_catalog.pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 21332 AND l.granted
+      AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+), live AS (
+    SELECT DISTINCT m."group", m.topic_id FROM stream._members() m
+), keys AS (
+    SELECT o.group_name, o.topic_id, o.partition FROM stream._offsets o
+    UNION
+    SELECT l."group", l.topic_id, p.partition
+    FROM live l JOIN stream._partitions p ON p.topic_id = l.topic_id
+)
+SELECT k.group_name AS "group", t.topic, k.partition, o.committed_offset, st.end_offset,
+       st.end_offset - o.committed_offset AS lag,
+       (SELECT l.pid FROM locks l, stream._owner_lock_key(k.group_name, k.topic_id, k.partition) x
+        WHERE l.classid = x.classid AND l.objid = x.objid LIMIT 1) AS owner_pid,
+       o.committed_at
+FROM keys k
+JOIN stream._topics t ON t.topic_id = k.topic_id
+LEFT JOIN stream._offsets o
+       ON o.group_name = k.group_name AND o.topic_id = k.topic_id AND o.partition = k.partition
+CROSS JOIN LATERAL stream._partition_state(t.topic, k.partition) st;
+
+COMMENT ON VIEW stream.consumer_lag IS
+    'per group and partition: committed offset, end offset, lag, owning session and last commit time';
+
 -- Until per-topic privileges exist, the SQL surface is for superusers and for
 -- roles a superuser grants EXECUTE to: publish and read do not check topics yet.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA stream FROM PUBLIC;

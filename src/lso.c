@@ -29,15 +29,21 @@
  * backend restarts the postmaster's children and reinitialises shared
  * memory; entries are then reloaded from the segment tables on first use.
  *
+ * Long polls: a consumer waiting for data registers a StreamWaitSlot in
+ * each partition it owns; the transaction callback that releases a hold
+ * sets the latch of every registered waiter after updating the entry, so
+ * a waiter that registers, then checks the LSO, then sleeps on its latch
+ * cannot miss a commit.
+ *
  * Locking protocol:
  *	- StreamShared->lock protects the hash table itself.  To look up an
  *	  entry or use a pointer to it, hold it in shared mode; to insert,
  *	  reinitialise or evict an entry, hold it exclusively.
  *	- Each entry's spinlock protects its fields and its open list.  Work
  *	  under it is a few loads and stores; never anything that can fail.
- *	- An entry with open slots (nopen > 0) or pinned waiters (npinned > 0)
- *	  is never evicted, so a slot's owner may use slot->part without the
- *	  map lock.
+ *	- An entry with open slots (nopen > 0) or waiters (npinned > 0) is
+ *	  never evicted, so a slot's owner may use slot->part without the map
+ *	  lock.
  *	- Loading an entry reads the segment tables with SPI, which cannot be
  *	  done under an LWLock (it takes heavyweight locks); the loader records
  *	  StreamShared->generation first and retries if an eviction happened
@@ -51,6 +57,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -77,12 +84,21 @@ typedef struct StreamOpenSlot
 	int64		lowest;			/* lowest offset still held */
 } StreamOpenSlot;
 
+/* One backend waiting for a partition's LSO to move (long poll). */
+typedef struct StreamWaitSlot
+{
+	dlist_node	node;			/* in part->waiters */
+	StreamPartition *part;		/* NULL when free */
+	int			procno;			/* whose latch to set */
+} StreamWaitSlot;
+
 typedef struct StreamShared
 {
 	LWLock	   *lock;			/* protects the hash table */
 	uint64		generation;		/* bumped by every eviction */
 	int			slots_per_backend;
 	int			nbackends;
+	StreamWaitSlot *waits;		/* nbackends * slots_per_backend */
 	StreamOpenSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } StreamShared;
 
@@ -107,6 +123,7 @@ static StreamShared *shared = NULL;
 static HTAB *partition_map = NULL;
 
 static LocalHold *holds = NULL;
+static int	nwaits = 0;			/* registered StreamWaitSlots of this backend */
 static int	nholds = 0;
 static bool callbacks_registered = false;
 
@@ -125,7 +142,7 @@ stream_lso_shmem_size(void)
 
 	size = offsetof(StreamShared, slots);
 	size = add_size(size, mul_size(mul_size(MaxBackends, stream_max_xact_partitions),
-								   sizeof(StreamOpenSlot)));
+								   sizeof(StreamOpenSlot) + sizeof(StreamWaitSlot)));
 	size = add_size(size, hash_estimate_size(stream_max_partitions,
 											 sizeof(StreamPartition)));
 	return size;
@@ -140,12 +157,15 @@ stream_lso_shmem_init(void)
 	Size		size;
 
 	size = offsetof(StreamShared, slots) +
-		(Size) MaxBackends * stream_max_xact_partitions * sizeof(StreamOpenSlot);
+		(Size) MaxBackends * stream_max_xact_partitions *
+		(sizeof(StreamOpenSlot) + sizeof(StreamWaitSlot));
 	shared = ShmemInitStruct("stream shared state", size, &found);
 	if (!found)
 	{
 		memset(shared, 0, size);
-		shared->lock = &(GetNamedLWLockTranche("stream"))->lock;
+		shared->waits = (StreamWaitSlot *)
+			&shared->slots[MaxBackends * stream_max_xact_partitions];
+		shared->lock = &(GetNamedLWLockTranche("stream"))[0].lock;
 		shared->generation = 0;
 		shared->slots_per_backend = stream_max_xact_partitions;
 		shared->nbackends = MaxBackends;
@@ -193,7 +213,7 @@ init_entry(StreamPartition *part, TimestampTz created, int64 segment, Oid relid,
 	part->nopen = 0;
 	part->npinned = 0;
 	dlist_init(&part->open);
-	ConditionVariableInit(&part->cv);
+	dlist_init(&part->waiters);
 }
 
 /* Evict one idle entry to make room; caller holds the map lock exclusively. */
@@ -499,6 +519,44 @@ stream_partition_switch(StreamPartition *part, int64 old_segment, int64 new_segm
 	return switched;
 }
 
+/*
+ * Set the latch of every backend in a long poll on part.  Procnos are
+ * copied under the spinlock and the latches set outside it, in batches.
+ */
+static void
+wake_waiters(StreamPartition *part)
+{
+	int			procnos[64];
+	int			skip = 0;
+
+	for (;;)
+	{
+		int			n = 0;
+		int			seen = 0;
+		int			i;
+		dlist_iter	iter;
+
+		SpinLockAcquire(&part->mutex);
+		dlist_foreach(iter, &part->waiters)
+		{
+			StreamWaitSlot *w = dlist_container(StreamWaitSlot, node, iter.cur);
+
+			if (seen++ < skip)
+				continue;
+			if (n == lengthof(procnos))
+				break;
+			procnos[n++] = w->procno;
+		}
+		SpinLockRelease(&part->mutex);
+
+		for (i = 0; i < n; i++)
+			SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+		if (n < lengthof(procnos))
+			break;
+		skip += n;
+	}
+}
+
 /* Drop one hold: remove its slot from the partition and wake readers. */
 static void
 release_hold(LocalHold *hold)
@@ -513,7 +571,7 @@ release_hold(LocalHold *hold)
 	SpinLockRelease(&part->mutex);
 
 	/* the LSO may have moved: wake consumers waiting on this partition */
-	ConditionVariableBroadcast(&part->cv);
+	wake_waiters(part);
 
 	if (hold->recs)
 		pfree(hold->recs);
@@ -556,6 +614,8 @@ stream_xact_callback(XactEvent event, void *arg)
 			/* runs after the proc array shows the transaction as ended */
 			if (nholds > 0)
 				release_all_holds();
+			/* a long poll interrupted by an error leaves its waits behind */
+			stream_wait_unregister_all();
 			break;
 		default:
 			break;
@@ -599,4 +659,55 @@ stream_lso_exit(int code, Datum arg)
 {
 	if (nholds > 0)
 		release_all_holds();
+	stream_wait_unregister_all();
+}
+
+/*
+ * Register this backend as waiting on part (caller holds the map lock in
+ * shared mode).  Returns false when this backend has no free wait slot;
+ * the caller then sleeps with a short timeout instead.
+ */
+bool
+stream_wait_register(StreamPartition *part)
+{
+	int			base = STREAM_MY_PROCNO * shared->slots_per_backend;
+	StreamWaitSlot *w;
+
+	if (nwaits >= shared->slots_per_backend)
+		return false;
+	w = &shared->waits[base + nwaits];
+	w->procno = STREAM_MY_PROCNO;
+	SpinLockAcquire(&part->mutex);
+	w->part = part;
+	dlist_push_tail(&part->waiters, &w->node);
+	part->npinned++;
+	SpinLockRelease(&part->mutex);
+	nwaits++;
+	return true;
+}
+
+/* Unregister every wait of this backend (end of a long poll, or error). */
+void
+stream_wait_unregister_all(void)
+{
+	int			base;
+	int			i;
+
+	if (nwaits == 0 || shared == NULL)
+		return;
+	base = STREAM_MY_PROCNO * shared->slots_per_backend;
+	for (i = 0; i < nwaits; i++)
+	{
+		StreamWaitSlot *w = &shared->waits[base + i];
+		StreamPartition *part = w->part;
+
+		if (part == NULL)
+			continue;
+		SpinLockAcquire(&part->mutex);
+		dlist_delete(&w->node);
+		part->npinned--;
+		w->part = NULL;
+		SpinLockRelease(&part->mutex);
+	}
+	nwaits = 0;
 }

@@ -13,7 +13,6 @@
 
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
-#include "storage/condition_variable.h"
 #include "storage/spin.h"
 
 struct StreamTopic;
@@ -37,9 +36,9 @@ typedef struct StreamPartition
 	int64		active_bytes;	/* bytes appended to the active segment */
 	TimestampTz roll_requested; /* 0 or when a roll was asked for */
 	int			nopen;			/* length of "open" */
-	int			npinned;		/* waiters holding a pointer (consumers) */
+	int			npinned;		/* length of "waiters" */
 	dlist_head	open;			/* StreamOpenSlot of open transactions */
-	ConditionVariable cv;		/* broadcast whenever the LSO may advance */
+	dlist_head	waiters;		/* StreamWaitSlot of consumers in a long poll */
 } StreamPartition;
 
 /* Size and initialisation of the shared state (called from stream.c). */
@@ -70,6 +69,13 @@ extern bool stream_partition_switch(StreamPartition *part, int64 old_segment,
 									int64 new_segment, Oid relid, Oid indexid,
 									int64 *base_offset);
 extern void stream_partition_roll_failed(StreamPartition *part);
+
+/*
+ * Long poll: register this backend's latch to be set when a transaction
+ * holding offsets in part ends (map lock held shared); unregister all.
+ */
+extern bool stream_wait_register(StreamPartition *part);
+extern void stream_wait_unregister_all(void);
 
 /* Find an existing entry only (no loading); map lock held shared on success. */
 extern StreamPartition *stream_partition_find(Oid dbid, int32 topic_id, int32 partition,

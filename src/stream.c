@@ -21,6 +21,7 @@
 #include "catalog/pg_authid.h"
 #include "utils/guc.h"
 
+#include "consumer.h"
 #include "lso.h"
 #include "stream.h"
 #include "topic.h"
@@ -115,7 +116,9 @@ stream_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(stream_lso_shmem_size());
-	RequestNamedLWLockTranche("stream", 1);
+	RequestAddinShmemSpace(stream_consumer_shmem_size());
+	/* 0: partition map (lso.c), 1: group members (consumer.c) */
+	RequestNamedLWLockTranche("stream", 2);
 }
 
 /* Create or attach the shared state. */
@@ -127,6 +130,7 @@ stream_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	stream_lso_shmem_init();
+	stream_consumer_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

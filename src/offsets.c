@@ -1,0 +1,189 @@
+/*-------------------------------------------------------------------------
+ *
+ * offsets.c
+ *	  Committed offsets of consumer groups, and the offsets resets use.
+ *
+ * A committed offset is the offset of the NEXT message the group will read
+ * (Kafka's convention), one row per (group, topic, partition) in
+ * stream._offsets.  It is written in the caller's transaction, so a
+ * consumer that polls, writes its own results and commits in one
+ * transaction gets exactly-once effects: all of it or none of it.  The
+ * table is updated in place (fillfactor 50, no indexed column changes) so
+ * that constant commits stay HOT and the table small.
+ *
+ * Reads of committed offsets use a fresh snapshot: a new owner of a
+ * partition must see the offset its previous owner committed a moment ago,
+ * whatever its own isolation level.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "offsets.h"
+#include "read.h"
+#include "stream.h"
+#include "topic.h"
+
+/*
+ * Run a cached one-row, one-column int8 query as the extension.  With
+ * fresh, read with a new snapshot (read-only); else in the transaction.
+ */
+static bool
+run_int8(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
+		 bool fresh, int64 *out)
+{
+	StreamInternalState internal;
+	bool		isnull = true;
+	int			ret;
+
+	stream_internal_begin(&internal);
+	SPI_connect();
+	if (*plan == NULL)
+	{
+		*plan = SPI_prepare(sql, nargs, types);
+		if (*plan == NULL)
+			elog(ERROR, "stream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(*plan);
+	}
+	if (fresh)
+	{
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+		ret = SPI_execute_snapshot(*plan, args, NULL, snap, InvalidSnapshot, true, false, 1);
+		UnregisterSnapshot(snap);
+	}
+	else
+		ret = SPI_execute_plan(*plan, args, NULL, false, 1);
+	if (ret < 0)
+		elog(ERROR, "stream: offset query failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed > 0 && SPI_tuptable != NULL)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			*out = DatumGetInt64(d);
+	}
+	SPI_finish();
+	stream_internal_end(&internal);
+	return !isnull;
+}
+
+/* Committed offset of (group, topic, partition); false when none. */
+bool
+stream_load_committed(const char *group, int32 topic_id, int32 partition, int64 *offset)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {TEXTOID, INT4OID, INT4OID};
+	Datum		args[3];
+
+	args[0] = CStringGetTextDatum(group);
+	args[1] = Int32GetDatum(topic_id);
+	args[2] = Int32GetDatum(partition);
+	return run_int8(&plan,
+					"SELECT committed_offset FROM stream._offsets "
+					"WHERE group_name = $1 AND topic_id = $2 AND partition = $3",
+					3, types, args, true, offset);
+}
+
+/* Store a committed offset in the current transaction. */
+void
+stream_store_committed(const char *group, int32 topic_id, int32 partition, int64 offset)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT8OID};
+	Datum		args[4];
+	int64		dummy;
+
+	args[0] = CStringGetTextDatum(group);
+	args[1] = Int32GetDatum(topic_id);
+	args[2] = Int32GetDatum(partition);
+	args[3] = Int64GetDatum(offset);
+	(void) run_int8(&plan,
+					"INSERT INTO stream._offsets AS o "
+					"(group_name, topic_id, partition, committed_offset, committed_at) "
+					"VALUES ($1, $2, $3, $4, clock_timestamp()) "
+					"ON CONFLICT (group_name, topic_id, partition) DO UPDATE "
+					"SET committed_offset = excluded.committed_offset, "
+					"committed_at = excluded.committed_at",
+					4, types, args, false, &dummy);
+}
+
+/* Does the group have any committed offset (in any topic)? */
+bool
+stream_group_has_offsets(const char *group)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	int64		one;
+
+	args[0] = CStringGetTextDatum(group);
+	return run_int8(&plan,
+					"SELECT 1::int8 FROM stream._offsets WHERE group_name = $1 LIMIT 1",
+					1, types, args, true, &one);
+}
+
+/* First retained offset of a partition. */
+int64
+stream_earliest_offset(StreamTopic *topic, int32 partition)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	int64		offset = 0;
+
+	args[0] = Int32GetDatum(topic->topic_id);
+	args[1] = Int32GetDatum(partition);
+	(void) run_int8(&plan, "SELECT stream._partition_start($1, $2)",
+					2, types, args, true, &offset);
+	return offset;
+}
+
+/*
+ * The "latest" position: the last stable offset, but never above the offset
+ * after the last stored message.  Offsets handed out to transactions that
+ * rolled back at the very end of a partition may be handed out again after a
+ * restart (lso.c), so a position beyond the stored data could skip them.
+ */
+int64
+stream_latest_offset(StreamTopic *topic, int32 partition)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	int64		end_offset;
+	int64		lso;
+	int64		tail = 0;
+
+	lso = stream_partition_bounds(topic, partition, &end_offset);
+	args[0] = Int32GetDatum(topic->topic_id);
+	args[1] = Int32GetDatum(partition);
+	(void) run_int8(&plan, "SELECT next_offset FROM stream._partition_tail($1, $2)",
+					2, types, args, true, &tail);
+	return Min(lso, tail);
+}
+
+/* First offset published at or after ts; the latest offset when none. */
+int64
+stream_offset_for_time(StreamTopic *topic, int32 partition, TimestampTz ts)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		args[3];
+	int64		offset;
+	int64		latest = stream_latest_offset(topic, partition);
+
+	args[0] = Int32GetDatum(topic->topic_id);
+	args[1] = Int32GetDatum(partition);
+	args[2] = TimestampTzGetDatum(ts);
+	if (run_int8(&plan, "SELECT stream._offset_for_time($1, $2, $3)",
+				 3, types, args, true, &offset))
+		return Min(offset, latest);
+	return latest;
+}
