@@ -79,7 +79,7 @@
 #endif
 
 /* Memberships one session may hold at once (distinct group/topic pairs). */
-#define MEMBERSHIPS_PER_BACKEND 16
+#define MEMBERSHIPS_PER_BACKEND 32
 
 typedef struct StreamMember
 {
@@ -130,6 +130,7 @@ static void consumer_xact_callback(XactEvent event, void *arg);
 static void consumer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									  SubTransactionId parentSubid, void *arg);
 static void consumer_exit(int code, Datum arg);
+static void leave_membership(Membership *ms);
 
 /* Shared memory for the member registry. */
 Size
@@ -235,6 +236,32 @@ find_membership(const char *group, int32 topic_id)
 	return NULL;
 }
 
+/*
+ * All membership slots are used: free one whose topic was dropped (its
+ * locks and registry slot are useless now).  NULL when there is none.
+ */
+static Membership *
+reclaim_membership(void)
+{
+	int			i;
+	int32		p;
+
+	for (i = 0; i < MEMBERSHIPS_PER_BACKEND; i++)
+	{
+		Membership *ms = &memberships[i];
+		bool		busy = false;
+
+		for (p = 0; p < ms->nparts; p++)
+			busy |= (ms->parts[p].touched != 0);
+		if (!busy && !stream_topic_exists(ms->topic_id, ms->topic_created))
+		{
+			leave_membership(ms);
+			return ms;
+		}
+	}
+	return NULL;
+}
+
 /* Join (group, topic) unless already a member. */
 static Membership *
 join_group(const char *group, StreamTopic *topic)
@@ -251,6 +278,8 @@ join_group(const char *group, StreamTopic *topic)
 	for (i = 0; i < MEMBERSHIPS_PER_BACKEND && ms == NULL; i++)
 		if (!memberships[i].used)
 			ms = &memberships[i];
+	if (ms == NULL)
+		ms = reclaim_membership();
 	if (ms == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

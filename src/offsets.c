@@ -187,3 +187,19 @@ stream_offset_for_time(StreamTopic *topic, int32 partition, TimestampTz ts)
 		return Min(offset, latest);
 	return latest;
 }
+
+/* Does the topic incarnation (id, creation time) still exist? */
+bool
+stream_topic_exists(int32 topic_id, TimestampTz created)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2];
+	int64		one;
+
+	args[0] = Int32GetDatum(topic_id);
+	args[1] = TimestampTzGetDatum(created);
+	return run_int8(&plan,
+					"SELECT 1::int8 FROM stream._topics WHERE topic_id = $1 AND created_at = $2",
+					2, types, args, true, &one);
+}

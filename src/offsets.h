@@ -22,6 +22,8 @@ extern void stream_store_committed(const char *group, int32 topic_id, int32 part
 								   int64 offset);
 /* Does the group have any committed offset? */
 extern bool stream_group_has_offsets(const char *group);
+/* Does this incarnation of a topic still exist? */
+extern bool stream_topic_exists(int32 topic_id, TimestampTz created);
 /* Offsets used by resets: first retained, latest stable, first at a time. */
 extern int64 stream_earliest_offset(struct StreamTopic *topic, int32 partition);
 extern int64 stream_latest_offset(struct StreamTopic *topic, int32 partition);
