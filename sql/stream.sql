@@ -106,7 +106,8 @@ $$;
 -- The tail of a partition: the segment taking inserts and the next offset.
 -- STABLE so that it runs with the caller's (fresh) snapshot, see storage.c.
 CREATE FUNCTION stream._partition_tail(p_topic_id integer, p_partition integer,
-    OUT segment_id bigint, OUT relid oid, OUT indexid oid, OUT next_offset bigint, OUT bytes bigint)
+    OUT segment_id bigint, OUT relid oid, OUT indexid oid, OUT next_offset bigint, OUT bytes bigint,
+    OUT segment_xmin xid)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -115,15 +116,16 @@ DECLARE
     v_max bigint;
 BEGIN
     next_offset := 0;
-    FOR s IN SELECT g.segment_id, g.base_offset FROM stream._segments g
+    FOR s IN SELECT g.segment_id, g.base_offset, g.xmin FROM stream._segments g
              WHERE g.topic_id = p_topic_id AND g.partition = p_partition
              ORDER BY g.segment_id DESC
     LOOP
         IF segment_id IS NULL THEN
             segment_id := s.segment_id;
+            segment_xmin := s.xmin;
             relid := to_regclass('stream_data.seg_' || s.segment_id);
             indexid := to_regclass('stream_data.seg_' || s.segment_id || '_pkey');
-            bytes := pg_total_relation_size(relid);
+            bytes := pg_relation_size(relid);
         END IF;
         EXECUTE format('SELECT max("offset") FROM stream_data.%I', 'seg_' || s.segment_id)
             INTO v_max;

@@ -24,6 +24,11 @@
  * lowest held offset is the first record's, so it only ever changes when
  * the slot goes away.
  *
+ * An entry loaded from a segment that the current transaction created
+ * (create_topic or alter_topic, then publish, in one transaction) describes
+ * catalog rows that may yet roll back; such entries are removed when the
+ * transaction ends, and whoever needs them next reloads committed state.
+ *
  * A PREPAREd transaction would hold its offsets with no backend to release
  * them, so PREPARE TRANSACTION after a publish is refused.  A crash of any
  * backend restarts the postmaster's children and reinitialises shared
@@ -124,6 +129,11 @@ static HTAB *partition_map = NULL;
 
 static LocalHold *holds = NULL;
 static int	nwaits = 0;			/* registered StreamWaitSlots of this backend */
+
+/* Entries this transaction loaded from its own uncommitted segments. */
+#define MAX_PROVISIONAL 64
+static StreamPartKey provisional[MAX_PROVISIONAL];
+static int	nprovisional = 0;
 static int	nholds = 0;
 static bool callbacks_registered = false;
 
@@ -283,6 +293,7 @@ stream_partition_lock(StreamTopic *topic, int32 partition)
 		Oid			indexid;
 		int64		next_offset;
 		int64		bytes;
+		bool		is_provisional;
 		bool		found;
 
 		LWLockAcquire(shared->lock, LW_SHARED);
@@ -294,7 +305,7 @@ stream_partition_lock(StreamTopic *topic, int32 partition)
 
 		/* Read the tail of the partition without holding any LWLock. */
 		stream_load_tail(topic->topic_id, partition, &segment, &relid, &indexid,
-						 &next_offset, &bytes);
+						 &next_offset, &bytes, &is_provisional);
 
 		/* Exclusive: we may insert or reinitialise the entry. */
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
@@ -346,6 +357,16 @@ stream_partition_lock(StreamTopic *topic, int32 partition)
 		}
 		init_entry(part, topic->created_at, segment, relid, indexid, next_offset, bytes);
 		LWLockRelease(shared->lock);
+		if (is_provisional)
+		{
+			if (nprovisional == MAX_PROVISIONAL)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("cannot publish to more than %d partitions created in the same transaction",
+								MAX_PROVISIONAL),
+						 errhint("Commit the transaction that created the topic or partitions first.")));
+			provisional[nprovisional++] = key;
+		}
 	}
 }
 
@@ -592,6 +613,27 @@ release_all_holds(void)
 	nholds = 0;
 }
 
+/* Remove the entries loaded from this transaction's own segments. */
+static void
+forget_provisional(void)
+{
+	int			i;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < nprovisional; i++)
+	{
+		StreamPartition *part = hash_search(partition_map, &provisional[i], HASH_FIND, NULL);
+
+		if (part != NULL && part->nopen == 0 && part->npinned == 0)
+		{
+			hash_search(partition_map, &provisional[i], HASH_REMOVE, NULL);
+			shared->generation++;
+		}
+	}
+	LWLockRelease(shared->lock);
+	nprovisional = 0;
+}
+
 /* Release holds when the top-level transaction ends; refuse PREPARE. */
 static void
 stream_xact_callback(XactEvent event, void *arg)
@@ -616,6 +658,8 @@ stream_xact_callback(XactEvent event, void *arg)
 				release_all_holds();
 			/* a long poll interrupted by an error leaves its waits behind */
 			stream_wait_unregister_all();
+			if (nprovisional > 0)
+				forget_provisional();
 			break;
 		default:
 			break;

@@ -230,11 +230,13 @@ stream_append(StreamTopic *topic, StreamMessage *msgs, int n)
  * Read the tail of a partition from disk: its newest segment (which takes
  * inserts), the next offset to hand out and the newest segment's size.
  * Reads with a fresh snapshot whatever the isolation level: a stale view
- * here would hand out offsets twice.
+ * here would hand out offsets twice.  *provisional is set when the newest
+ * segment was created by the current transaction (create_topic or
+ * alter_topic earlier in it), which may still roll back.
  */
 void
 stream_load_tail(int32 topic_id, int32 partition, int64 *segment, Oid *relid,
-				 Oid *indexid, int64 *next_offset, int64 *bytes)
+				 Oid *indexid, int64 *next_offset, int64 *bytes, bool *provisional)
 {
 	StreamInternalState internal;
 	static SPIPlanPtr plan = NULL;
@@ -250,7 +252,7 @@ stream_load_tail(int32 topic_id, int32 partition, int64 *segment, Oid *relid,
 	SPI_connect();
 	if (plan == NULL)
 	{
-		plan = SPI_prepare("SELECT segment_id, relid, indexid, next_offset, bytes "
+		plan = SPI_prepare("SELECT segment_id, relid, indexid, next_offset, bytes, segment_xmin "
 						   "FROM stream._partition_tail($1, $2)", 2, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "stream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -276,6 +278,8 @@ stream_load_tail(int32 topic_id, int32 partition, int64 *segment, Oid *relid,
 	*indexid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 	*next_offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 	*bytes = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	*provisional = TransactionIdIsCurrentTransactionId(
+		DatumGetTransactionId(SPI_getbinval(tup, desc, 6, &isnull)));
 	SPI_finish();
 	stream_internal_end(&internal);
 }

@@ -39,7 +39,8 @@ typedef struct StreamSegment
 extern void stream_append(struct StreamTopic *topic, StreamMessage *msgs, int n);
 extern List *stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot);
 extern void stream_load_tail(int32 topic_id, int32 partition, int64 *segment,
-							 Oid *relid, Oid *indexid, int64 *next_offset, int64 *bytes);
+							 Oid *relid, Oid *indexid, int64 *next_offset, int64 *bytes,
+							 bool *provisional);
 
 /* roller.c */
 extern bool stream_launch_roller(Oid dbid, struct StreamTopic *topic, int32 partition,
