@@ -325,9 +325,7 @@ DECLARE
     t stream._topics;
     s record;
 BEGIN
-    IF topic IS NULL THEN
-        RAISE EXCEPTION 'topic must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
+    PERFORM stream._check_topic_args(topic, NULL, NULL, NULL, NULL, NULL);
     SELECT * INTO t FROM stream._topics x WHERE x.topic = drop_topic.topic FOR UPDATE;
     IF NOT FOUND THEN
         IF coalesce(if_exists, false) THEN

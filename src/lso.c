@@ -613,25 +613,34 @@ release_all_holds(void)
 	nholds = 0;
 }
 
-/* Remove the entries loaded from this transaction's own segments. */
+/*
+ * Remove the idle entries loaded from this transaction's own segments.  At
+ * the end of the transaction all of them go; after a rolled-back
+ * subtransaction those still in use stay listed for the end.
+ */
 static void
-forget_provisional(void)
+forget_provisional(bool at_end)
 {
 	int			i;
+	int			keep = 0;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < nprovisional; i++)
 	{
 		StreamPartition *part = hash_search(partition_map, &provisional[i], HASH_FIND, NULL);
 
-		if (part != NULL && part->nopen == 0 && part->npinned == 0)
+		if (part == NULL)
+			continue;
+		if (part->nopen == 0 && part->npinned == 0)
 		{
 			hash_search(partition_map, &provisional[i], HASH_REMOVE, NULL);
 			shared->generation++;
 		}
+		else if (!at_end)
+			provisional[keep++] = provisional[i];
 	}
 	LWLockRelease(shared->lock);
-	nprovisional = 0;
+	nprovisional = keep;
 }
 
 /* Release holds when the top-level transaction ends; refuse PREPARE. */
@@ -659,7 +668,7 @@ stream_xact_callback(XactEvent event, void *arg)
 			/* a long poll interrupted by an error leaves its waits behind */
 			stream_wait_unregister_all();
 			if (nprovisional > 0)
-				forget_provisional();
+				forget_provisional(true);
 			break;
 		default:
 			break;
@@ -674,7 +683,7 @@ stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	int			i;
 	int			keep;
 
-	if (event != SUBXACT_EVENT_ABORT_SUB || nholds == 0)
+	if (event != SUBXACT_EVENT_ABORT_SUB || (nholds == 0 && nprovisional == 0))
 		return;
 
 	for (i = 0; i < nholds; i++)
@@ -695,6 +704,10 @@ stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		if (holds[i].part != NULL)
 			holds[keep++] = holds[i];
 	nholds = keep;
+
+	/* the segments an entry was loaded from may have been rolled back */
+	if (nprovisional > 0)
+		forget_provisional(false);
 }
 
 /* Backend exit: nothing may stay held (normally already done by abort). */
