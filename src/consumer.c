@@ -100,13 +100,24 @@ typedef struct StreamMembers
 	StreamMember members[FLEXIBLE_ARRAY_MEMBER];
 } StreamMembers;
 
+/* A position saved when a subtransaction first changed it. */
+typedef struct SavedPosition
+{
+	SubTransactionId subid;
+	bool		valid;
+	int64		position;
+} SavedPosition;
+
 /* Backend-local state of one owned-or-wanted partition. */
 typedef struct LocalPart
 {
 	bool		owned;
 	bool		pos_valid;
 	int64		position;
-	SubTransactionId touched;	/* last subxact that moved it, or 0 */
+	int64		seen_lso;		/* LSO of the last read that reached it */
+	int			nsaves;			/* > 0: touched by the current transaction */
+	int			maxsaves;
+	SavedPosition *saves;		/* TopMemoryContext, innermost last */
 } LocalPart;
 
 /* Backend-local state of one membership. */
@@ -252,7 +263,7 @@ reclaim_membership(void)
 		bool		busy = false;
 
 		for (p = 0; p < ms->nparts; p++)
-			busy |= (ms->parts[p].touched != 0);
+			busy |= (ms->parts[p].nsaves > 0);
 		if (!busy && !stream_topic_exists(ms->topic_id, ms->topic_created))
 		{
 			leave_membership(ms);
@@ -338,7 +349,7 @@ disown(Membership *ms, int32 p)
 		LockRelease(&tag, ExclusiveLock, true);
 	ms->parts[p].owned = false;
 	ms->parts[p].pos_valid = false;
-	ms->parts[p].touched = 0;
+	ms->parts[p].nsaves = 0;
 }
 
 /* Leave (group, topic): give every partition back and free the slot. */
@@ -355,6 +366,9 @@ leave_membership(Membership *ms)
 	members->members[ms->slot].used = false;
 	LWLockRelease(members->lock);
 	strlcpy(group, ms->group, sizeof(group));
+	for (p = 0; p < ms->nparts; p++)
+		if (ms->parts[p].saves)
+			pfree(ms->parts[p].saves);
 	if (ms->parts)
 		pfree(ms->parts);
 	ms->parts = NULL;
@@ -384,6 +398,7 @@ rebalance(Membership *ms, StreamTopic *topic)
 	int			rank = 0;
 	int			i;
 	int32		p;
+	bool		gave_up = false;
 
 	resize_membership(ms, topic);
 
@@ -420,8 +435,11 @@ rebalance(Membership *ms, StreamTopic *topic)
 			lp->owned = false;
 			lp->pos_valid = false;
 		}
-		if (lp->owned && !wanted && lp->touched == 0)
+		if (lp->owned && !wanted && lp->nsaves == 0)
+		{
 			disown(ms, p);
+			gave_up = true;
+		}
 		else if (!lp->owned && wanted)
 		{
 			LockAcquireResult r = LockAcquire(&tag, ExclusiveLock, true, true);
@@ -432,9 +450,12 @@ rebalance(Membership *ms, StreamTopic *topic)
 				LockRelease(&tag, ExclusiveLock, true); /* keep one count */
 			lp->owned = true;
 			lp->pos_valid = false;
-			lp->touched = 0;
 		}
 	}
+
+	/* a member in a long poll may be waiting for what we gave up */
+	if (gave_up)
+		wake_group(ms->group, ms->topic_id);
 }
 
 /* Make sure an owned partition has a position: committed offset or earliest. */
@@ -453,11 +474,56 @@ ensure_position(Membership *ms, StreamTopic *topic, int32 p)
 	lp->pos_valid = true;
 }
 
-/* Record that the current (sub)transaction moved a position. */
+/*
+ * Call before the current (sub)transaction changes a position (or commits
+ * it): remembers the position as it was, once per subtransaction, so that
+ * ROLLBACK TO SAVEPOINT can put it back.
+ */
 static void
 touch(LocalPart *lp)
 {
-	lp->touched = GetCurrentSubTransactionId();
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (lp->nsaves > 0 && lp->saves[lp->nsaves - 1].subid == subid)
+		return;
+	if (lp->saves == NULL)
+	{
+		lp->maxsaves = 4;
+		lp->saves = MemoryContextAlloc(TopMemoryContext, sizeof(SavedPosition) * lp->maxsaves);
+	}
+	else if (lp->nsaves == lp->maxsaves)
+	{
+		lp->maxsaves *= 2;
+		lp->saves = repalloc(lp->saves, sizeof(SavedPosition) * lp->maxsaves);
+	}
+	lp->saves[lp->nsaves].subid = subid;
+	lp->saves[lp->nsaves].valid = lp->pos_valid;
+	lp->saves[lp->nsaves].position = lp->position;
+	lp->nsaves++;
+}
+
+/*
+ * Is partition p still ours?  pg_advisory_unlock_all() and DISCARD ALL
+ * release our ownership locks behind our back; then it is not.
+ */
+static bool
+still_owned(Membership *ms, int32 p)
+{
+	LocalPart  *lp = &ms->parts[p];
+	LOCKTAG		tag;
+
+	if (!lp->owned)
+		return false;
+	owner_tag(&tag, MyDatabaseId, ms->group, ms->topic_id, p);
+#if PG_VERSION_NUM >= 170000
+	if (LockHeldByMe(&tag, ExclusiveLock, false))
+#else
+	if (LockHeldByMe(&tag, ExclusiveLock))
+#endif
+		return true;
+	lp->owned = false;
+	lp->pos_valid = false;
+	return false;
 }
 
 /* Interval to milliseconds for the long poll. */
@@ -494,11 +560,12 @@ read_owned(Membership *ms, StreamTopic *topic, int max_messages, StreamValueMode
 			continue;
 		ensure_position(ms, topic, p);
 		got = stream_read_partition(topic, p, lp->position, max_messages - count, mode,
-									rsinfo->setResult, rsinfo->setDesc, &next);
+									rsinfo->setResult, rsinfo->setDesc, &next,
+									&lp->seen_lso);
 		if (got > 0)
 		{
-			lp->position = next;
 			touch(lp);
+			lp->position = next;
 			count += got;
 		}
 	}
@@ -530,7 +597,12 @@ prepare_wait(Membership *ms, StreamTopic *topic, bool *all_registered)
 			*all_registered = false;
 		lso = stream_partition_lso(part, NULL);
 		stream_partition_unlock();
-		if (lso > lp->position)
+		/*
+		 * Data may have come since our last read only if the LSO moved past
+		 * what that read saw (offsets below it that it did not return were
+		 * rolled back).
+		 */
+		if (lso > lp->position && lso > lp->seen_lso)
 			ready = true;
 	}
 	return ready;
@@ -711,10 +783,10 @@ stream_commit(PG_FUNCTION_ARGS)
 	{
 		LocalPart  *lp = &ms->parts[p];
 
-		if (!lp->owned || !lp->pos_valid)
+		if (!still_owned(ms, p) || !lp->pos_valid)
 			continue;
-		stream_store_committed(group, ms->topic_id, p, lp->position);
 		touch(lp);
+		stream_store_committed(group, ms->topic_id, p, lp->position);
 		n++;
 	}
 	PG_RETURN_INT32(n);
@@ -737,15 +809,15 @@ stream_commit_offset(PG_FUNCTION_ARGS)
 	ms = find_membership(group, topic->topic_id);
 	if (ms != NULL)
 		resize_membership(ms, topic);
-	if (ms == NULL || !ms->parts[partition].owned)
+	if (ms == NULL || !still_owned(ms, partition))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("partition %d of topic \"%s\" is not owned by this session in group \"%s\"",
 						partition, topic->name, group),
 				 errhint("Only the member that owns a partition commits its offset; use stream.seek() or stream.reset_offsets() to move an idle group.")));
 	check_offset(topic, partition, offset);
-	stream_store_committed(group, ms->topic_id, partition, offset);
 	touch(&ms->parts[partition]);
+	stream_store_committed(group, ms->topic_id, partition, offset);
 	PG_RETURN_VOID();
 }
 
@@ -786,16 +858,16 @@ stream_seek(PG_FUNCTION_ARGS)
 	ms = find_membership(group, topic->topic_id);
 	if (ms != NULL)
 		resize_membership(ms, topic);
-	if (ms == NULL || !ms->parts[partition].owned)
+	if (ms == NULL || !still_owned(ms, partition))
 		check_group_exists(group);
 	check_offset(topic, partition, offset);
 
 	if (ms != NULL && ms->parts[partition].owned)
 	{
 		/* our own position: poll continues from there, commit stores it */
+		touch(&ms->parts[partition]);
 		ms->parts[partition].position = offset;
 		ms->parts[partition].pos_valid = true;
-		touch(&ms->parts[partition]);
 	}
 	else
 	{
@@ -828,11 +900,11 @@ reset_all(FunctionCallInfo fcinfo, const char *group, StreamTopic *topic,
 		else
 			offset = stream_offset_for_time(topic, p, ts);
 
-		if (ms != NULL && ms->parts[p].owned)
+		if (ms != NULL && still_owned(ms, p))
 		{
+			touch(&ms->parts[p]);
 			ms->parts[p].position = offset;
 			ms->parts[p].pos_valid = true;
-			touch(&ms->parts[p]);
 			stream_store_committed(group, topic->topic_id, p, offset);
 		}
 		else
@@ -891,7 +963,7 @@ stream_leave(PG_FUNCTION_ARGS)
 	if (ms == NULL)
 		PG_RETURN_BOOL(false);
 	for (p = 0; p < ms->nparts; p++)
-		if (ms->parts[p].touched != 0)
+		if (ms->parts[p].nsaves > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 					 errmsg("cannot leave group \"%s\" in a transaction that polled or committed it",
@@ -982,11 +1054,12 @@ consumer_xact_callback(XactEvent event, void *arg)
 			continue;
 		for (p = 0; p < ms->nparts; p++)
 		{
-			if (ms->parts[p].touched == 0)
+			if (ms->parts[p].nsaves == 0)
 				continue;
+			/* rolled back: rewind to the committed offset */
 			if (abort)
 				ms->parts[p].pos_valid = false;
-			ms->parts[p].touched = 0;
+			ms->parts[p].nsaves = 0;
 		}
 	}
 }
@@ -1008,8 +1081,19 @@ consumer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		if (!ms->used)
 			continue;
 		for (p = 0; p < ms->nparts; p++)
-			if (ms->parts[p].touched >= mySubid)
-				ms->parts[p].pos_valid = false;
+		{
+			LocalPart  *lp = &ms->parts[p];
+			SavedPosition *restore = NULL;
+
+			/* pop what this subtransaction and its children saved */
+			while (lp->nsaves > 0 && lp->saves[lp->nsaves - 1].subid >= mySubid)
+				restore = &lp->saves[--lp->nsaves];
+			if (restore)
+			{
+				lp->position = restore->position;
+				lp->pos_valid = restore->valid;
+			}
+		}
 	}
 }
 

@@ -31,12 +31,16 @@
 #include "topic.h"
 
 /*
- * Run a cached one-row, one-column int8 query as the extension.  With
- * fresh, read with a new snapshot (read-only); else in the transaction.
+ * Run a cached one-row, one-column int8 query as the extension, with a
+ * fresh snapshot when fresh or write.  A write (the offset upsert) runs in
+ * the caller's transaction but sees the latest committed row: under
+ * REPEATABLE READ the transaction snapshot could predate the commit of the
+ * partition's previous owner and fail with a serialization error, although
+ * only the owner ever writes the row.
  */
 static bool
 run_int8(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
-		 bool fresh, int64 *out)
+		 bool fresh, bool write, int64 *out)
 {
 	StreamInternalState internal;
 	bool		isnull = true;
@@ -51,15 +55,15 @@ run_int8(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
 			elog(ERROR, "stream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(*plan);
 	}
-	if (fresh)
+	if (fresh || write)
 	{
 		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 
-		ret = SPI_execute_snapshot(*plan, args, NULL, snap, InvalidSnapshot, true, false, 1);
+		ret = SPI_execute_snapshot(*plan, args, NULL, snap, InvalidSnapshot, !write, write, 1);
 		UnregisterSnapshot(snap);
 	}
 	else
-		ret = SPI_execute_plan(*plan, args, NULL, false, 1);
+		ret = SPI_execute_plan(*plan, args, NULL, true, 1);
 	if (ret < 0)
 		elog(ERROR, "stream: offset query failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed > 0 && SPI_tuptable != NULL)
@@ -88,7 +92,7 @@ stream_load_committed(const char *group, int32 topic_id, int32 partition, int64 
 	return run_int8(&plan,
 					"SELECT committed_offset FROM stream._offsets "
 					"WHERE group_name = $1 AND topic_id = $2 AND partition = $3",
-					3, types, args, true, offset);
+					3, types, args, true, false, offset);
 }
 
 /* Store a committed offset in the current transaction. */
@@ -111,7 +115,7 @@ stream_store_committed(const char *group, int32 topic_id, int32 partition, int64
 					"ON CONFLICT (group_name, topic_id, partition) DO UPDATE "
 					"SET committed_offset = excluded.committed_offset, "
 					"committed_at = excluded.committed_at",
-					4, types, args, false, &dummy);
+					4, types, args, false, true, &dummy);
 }
 
 /* Does the group have any committed offset (in any topic)? */
@@ -126,7 +130,7 @@ stream_group_has_offsets(const char *group)
 	args[0] = CStringGetTextDatum(group);
 	return run_int8(&plan,
 					"SELECT 1::int8 FROM stream._offsets WHERE group_name = $1 LIMIT 1",
-					1, types, args, true, &one);
+					1, types, args, true, false, &one);
 }
 
 /* First retained offset of a partition. */
@@ -141,7 +145,7 @@ stream_earliest_offset(StreamTopic *topic, int32 partition)
 	args[0] = Int32GetDatum(topic->topic_id);
 	args[1] = Int32GetDatum(partition);
 	(void) run_int8(&plan, "SELECT stream._partition_start($1, $2)",
-					2, types, args, true, &offset);
+					2, types, args, true, false, &offset);
 	return offset;
 }
 
@@ -165,7 +169,7 @@ stream_latest_offset(StreamTopic *topic, int32 partition)
 	args[0] = Int32GetDatum(topic->topic_id);
 	args[1] = Int32GetDatum(partition);
 	(void) run_int8(&plan, "SELECT next_offset FROM stream._partition_tail($1, $2)",
-					2, types, args, true, &tail);
+					2, types, args, true, false, &tail);
 	return Min(lso, tail);
 }
 
@@ -183,7 +187,7 @@ stream_offset_for_time(StreamTopic *topic, int32 partition, TimestampTz ts)
 	args[1] = Int32GetDatum(partition);
 	args[2] = TimestampTzGetDatum(ts);
 	if (run_int8(&plan, "SELECT stream._offset_for_time($1, $2, $3)",
-				 3, types, args, true, &offset))
+				 3, types, args, true, false, &offset))
 		return Min(offset, latest);
 	return latest;
 }
@@ -201,5 +205,5 @@ stream_topic_exists(int32 topic_id, TimestampTz created)
 	args[1] = TimestampTzGetDatum(created);
 	return run_int8(&plan,
 					"SELECT 1::int8 FROM stream._topics WHERE topic_id = $1 AND created_at = $2",
-					2, types, args, true, &one);
+					2, types, args, true, false, &one);
 }

@@ -116,12 +116,14 @@ own_varlena(Datum d)
 /*
  * Append to tupstore the messages of one partition from offset on, below
  * its LSO, at most max_messages.  Returns the number of messages added
- * and sets *next to the offset after the last one returned (or offset).
+ * and sets *next to the offset after the last one returned (or offset),
+ * and *lso_out (if not NULL) to the LSO the read stopped at.
  */
 int
 stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 					  int max_messages, StreamValueMode mode,
-					  Tuplestorestate *tupstore, TupleDesc tupdesc, int64 *next)
+					  Tuplestorestate *tupstore, TupleDesc tupdesc, int64 *next,
+					  int64 *lso_out)
 {
 	int64		lso;
 	int64		end_offset;
@@ -137,6 +139,8 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 
 	/* LSO first, snapshot second: see the header comment */
 	lso = stream_partition_bounds(topic, partition, &end_offset);
+	if (lso_out)
+		*lso_out = lso;
 	if (offset >= lso || max_messages <= 0)
 		return 0;
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -295,7 +299,7 @@ read_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 
 	InitMaterializedSRF(fcinfo, 0);
 	stream_read_partition(topic, partition, offset, max_messages, mode,
-						  rsinfo->setResult, rsinfo->setDesc, &next);
+						  rsinfo->setResult, rsinfo->setDesc, &next, NULL);
 	return (Datum) 0;
 }
 
