@@ -47,7 +47,7 @@ SELECT "group", partition, committed_offset, end_offset, lag, committed_at IS NO
 FROM stream.consumer_lag WHERE "group" = 'cons_g' ORDER BY partition;
 
 -- max_messages limits a poll; the rest comes next time
-SELECT count(*) FROM stream.publish_batch('cons_t', ARRAY['{"more":1}','{"more":2}','{"more":3}']::jsonb[]);
+SELECT count(*) FROM stream.publish_batch('cons_t', ARRAY['{"more":1}','{"more":2}','{"more":3}']::jsonb[], ARRAY['m','m','m']);
 SELECT count(*) FROM stream.poll('cons_g', 'cons_t', 2);
 SELECT count(*) FROM stream.poll('cons_g', 'cons_t', 2);
 
