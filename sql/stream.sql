@@ -602,15 +602,84 @@ SELECT k.group_name AS "group", t.topic, k.partition, o.committed_offset, st.end
        st.end_offset - o.committed_offset AS lag,
        (SELECT l.pid FROM locks l, stream._owner_lock_key(k.group_name, k.topic_id, k.partition) x
         WHERE l.classid = x.classid AND l.objid = x.objid LIMIT 1) AS owner_pid,
-       o.committed_at
+       o.committed_at,
+       ls.log_start_offset,
+       o.committed_offset < ls.log_start_offset AS below_log_start
 FROM keys k
 JOIN stream._topics t ON t.topic_id = k.topic_id
+CROSS JOIN LATERAL (SELECT stream._partition_start(k.topic_id, k.partition) AS log_start_offset) ls
 LEFT JOIN stream._offsets o
        ON o.group_name = k.group_name AND o.topic_id = k.topic_id AND o.partition = k.partition
 CROSS JOIN LATERAL stream._partition_state(t.topic, k.partition) st;
 
 COMMENT ON VIEW stream.consumer_lag IS
     'per group and partition: committed offset, end offset, lag, owning session and last commit time';
+
+------------------------------------------------------------------------------
+-- Retention
+------------------------------------------------------------------------------
+
+-- The segments of a partition, oldest first, with what retention needs.
+CREATE FUNCTION stream._segment_ages(p_topic_id integer, p_partition integer,
+    OUT segment_id bigint, OUT base_offset bigint, OUT next_base bigint, OUT relid oid,
+    OUT bytes bigint, OUT newest_at timestamptz, OUT oldest_at timestamptz)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT g.segment_id, g.base_offset,
+                    lead(g.base_offset) OVER (ORDER BY g.segment_id) AS next_base,
+                    lead(g.segment_id) OVER (ORDER BY g.segment_id) AS next_id,
+                    to_regclass('stream_data.seg_' || g.segment_id) AS rel
+             FROM stream._segments g
+             WHERE g.topic_id = p_topic_id AND g.partition = p_partition
+             ORDER BY g.segment_id
+    LOOP
+        segment_id := s.segment_id;
+        base_offset := s.base_offset;
+        next_base := s.next_base;
+        -- a following segment whose base is not recorded yet bounds nothing
+        IF s.next_id IS NOT NULL AND s.next_base IS NULL THEN
+            next_base := NULL;
+        END IF;
+        relid := s.rel;
+        bytes := 0; newest_at := NULL; oldest_at := NULL;
+        IF s.rel IS NOT NULL THEN
+            bytes := pg_total_relation_size(s.rel);
+            EXECUTE format('SELECT published_at FROM %s ORDER BY "offset" DESC LIMIT 1', s.rel)
+                INTO newest_at;
+            EXECUTE format('SELECT published_at FROM %s ORDER BY "offset" LIMIT 1', s.rel)
+                INTO oldest_at;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- What the retention worker did, one row per cycle that did something.
+CREATE TABLE stream._retention_runs (
+    run_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL,
+    partitions       integer NOT NULL,
+    segments_dropped integer NOT NULL,
+    bytes_dropped    bigint NOT NULL,
+    segments_rolled  integer NOT NULL,
+    skipped          integer NOT NULL,
+    errors           integer NOT NULL,
+    error            text
+);
+REVOKE ALL ON stream._retention_runs FROM PUBLIC;
+
+CREATE VIEW stream.retention_runs AS
+SELECT run_id, started_at, finished_at - started_at AS duration, partitions,
+       segments_dropped, bytes_dropped, segments_rolled, skipped, errors, error
+FROM stream._retention_runs;
+COMMENT ON VIEW stream.retention_runs IS
+    'the retention worker''s recent cycles that removed or rolled segments or met errors (last 1000)';
 
 -- Until per-topic privileges exist, the SQL surface is for superusers and for
 -- roles a superuser grants EXECUTE to: publish and read do not check topics yet.

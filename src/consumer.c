@@ -541,6 +541,32 @@ wait_ms(Interval *wait)
 	return (long) Min(us / 1000, (int64) INT_MAX);
 }
 
+/*
+ * A member's position fell below the partition's log start (retention
+ * dropped those segments): resume per stream.auto_offset_reset.
+ */
+static int64
+below_log_start(Membership *ms, StreamTopic *topic, int32 p, int64 position, int64 log_start)
+{
+	switch (stream_auto_offset_reset)
+	{
+		case STREAM_RESET_LATEST:
+			return stream_latest_offset(topic, p);
+		case STREAM_RESET_ERROR:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("offset " INT64_FORMAT " of group \"%s\" in partition %d of topic \"%s\" is below the log start offset " INT64_FORMAT,
+							position, ms->group, p, topic->name, log_start),
+					 errdetail("Retention removed the messages from offset " INT64_FORMAT " up to " INT64_FORMAT ".",
+							   position, log_start),
+					 errhint("Move the group with stream.reset_offsets(), or set stream.auto_offset_reset to 'earliest' or 'latest'.")));
+			break;
+		default:
+			break;
+	}
+	return log_start;
+}
+
 /* Read from the owned partitions into the result; returns the count. */
 static int
 read_owned(Membership *ms, StreamTopic *topic, int max_messages, StreamValueMode mode,
@@ -554,6 +580,7 @@ read_owned(Membership *ms, StreamTopic *topic, int max_messages, StreamValueMode
 		int32		p = (int32) ((ms->rr_start + i) % ms->nparts);
 		LocalPart  *lp = &ms->parts[p];
 		int64		next;
+		int64		log_start;
 		int			got;
 
 		if (!lp->owned)
@@ -561,7 +588,16 @@ read_owned(Membership *ms, StreamTopic *topic, int max_messages, StreamValueMode
 		ensure_position(ms, topic, p);
 		got = stream_read_partition(topic, p, lp->position, max_messages - count, mode,
 									rsinfo->setResult, rsinfo->setDesc, &next,
-									&lp->seen_lso);
+									&lp->seen_lso, &log_start);
+		if (got == 0 && log_start > lp->position)
+		{
+			/* retention removed what we were about to read */
+			touch(lp);
+			lp->position = below_log_start(ms, topic, p, lp->position, log_start);
+			got = stream_read_partition(topic, p, lp->position, max_messages - count, mode,
+										rsinfo->setResult, rsinfo->setDesc, &next,
+										&lp->seen_lso, &log_start);
+		}
 		if (got > 0)
 		{
 			touch(lp);

@@ -117,13 +117,17 @@ own_varlena(Datum d)
  * Append to tupstore the messages of one partition from offset on, below
  * its LSO, at most max_messages.  Returns the number of messages added
  * and sets *next to the offset after the last one returned (or offset),
- * and *lso_out (if not NULL) to the LSO the read stopped at.
+ * and *lso_out (if not NULL) to the LSO the read stopped at.  With
+ * log_start_out, the partition's log start offset is returned there (-1
+ * when unknown) and nothing is read when offset is below it: the caller
+ * applies its reset policy.  Without it, a read below the log start simply
+ * starts at the first retained message.
  */
 int
 stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 					  int max_messages, StreamValueMode mode,
 					  Tuplestorestate *tupstore, TupleDesc tupdesc, int64 *next,
-					  int64 *lso_out)
+					  int64 *lso_out, int64 *log_start_out)
 {
 	int64		lso;
 	int64		end_offset;
@@ -141,6 +145,9 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 	lso = stream_partition_bounds(topic, partition, &end_offset);
 	if (lso_out)
 		*lso_out = lso;
+	if (log_start_out)
+		*log_start_out = -1;
+	/* the log start never passes the LSO: nothing to check up there */
 	if (offset >= lso || max_messages <= 0)
 		return 0;
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -155,6 +162,15 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 	}
 
 	segments = stream_list_segments(topic->topic_id, partition, snapshot);
+	if (log_start_out && segments != NIL)
+	{
+		*log_start_out = ((StreamSegment *) linitial(segments))->base_offset;
+		if (offset < *log_start_out)
+		{
+			UnregisterSnapshot(snapshot);
+			return 0;
+		}
+	}
 	foreach(lc, segments)
 	{
 		StreamSegment *seg = (StreamSegment *) lfirst(lc);
@@ -299,7 +315,7 @@ read_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 
 	InitMaterializedSRF(fcinfo, 0);
 	stream_read_partition(topic, partition, offset, max_messages, mode,
-						  rsinfo->setResult, rsinfo->setDesc, &next, NULL);
+						  rsinfo->setResult, rsinfo->setDesc, &next, NULL, NULL);
 	return (Datum) 0;
 }
 

@@ -30,6 +30,6 @@ extern int64 stream_partition_bounds(struct StreamTopic *topic, int32 partition,
 extern int	stream_read_partition(struct StreamTopic *topic, int32 partition,
 								  int64 offset, int max_messages, StreamValueMode mode,
 								  Tuplestorestate *tupstore, TupleDesc tupdesc,
-								  int64 *next, int64 *lso_out);
+								  int64 *next, int64 *lso_out, int64 *log_start_out);
 
 #endif							/* STREAM_READ_H */

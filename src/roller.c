@@ -108,84 +108,89 @@ roller_query(const char *sql, int nargs, Oid *types, Datum *args, bool *isnull)
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
 }
 
-/* Background worker entry point: create the next segment and switch to it. */
-void
-stream_roller_main(Datum arg)
+/*
+ * Roll one partition: create (or reuse) the next segment in a transaction of
+ * its own, commit it, then switch the shared entry to it and record its base
+ * offset.  Must be called outside any transaction, connected to the
+ * partition's database.  Returns true when the switch happened.
+ */
+bool
+stream_roll_partition(Oid dbid, int32 topic_id, int32 partition, TimestampTz created_at,
+					  int64 segment)
 {
-	RollRequest req;
 	StreamPartition *part;
 	Oid			types[3] = {INT4OID, INT4OID, INT8OID};
 	Datum		args[3];
 	bool		isnull;
 	int64		newest;
-	int64		target;
-	Oid			relid;
-	Oid			indexid;
+	int64		target = 0;
+	Oid			relid = InvalidOid;
+	Oid			indexid = InvalidOid;
 	int64		base = 0;
 	bool		switched = false;
+	bool		go = true;
 	TimestampTz created;
-
-	memcpy(&req, MyBgworkerEntry->bgw_extra, sizeof(req));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(req.dbid, InvalidOid, 0);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "stream: rolling segment");
 
-	args[0] = Int32GetDatum(req.topic_id);
-	args[1] = Int32GetDatum(req.partition);
+	args[0] = Int32GetDatum(topic_id);
+	args[1] = Int32GetDatum(partition);
 
 	/* serialise with other rollers, alter_topic and drop_topic */
 	created = DatumGetTimestampTz(roller_query(
 		"SELECT t.created_at FROM stream._partitions p JOIN stream._topics t USING (topic_id) "
 		"WHERE p.topic_id = $1 AND p.partition = $2 FOR UPDATE OF p",
 		2, types, args, &isnull));
-	if (isnull || created != req.created)
-		goto done;				/* topic dropped meanwhile */
+	if (isnull || created != created_at)
+		go = false;				/* topic dropped meanwhile */
 
-	newest = DatumGetInt64(roller_query(
-		"SELECT max(segment_id) FROM stream._segments WHERE topic_id = $1 AND partition = $2",
-		2, types, args, &isnull));
-	if (isnull)
-		goto done;
-
-	/* reuse a segment a previous roller created but never switched to */
-	if (newest > req.segment)
-		target = newest;
-	else if (newest == req.segment)
+	if (go)
 	{
-		args[2] = (Datum) 0;
-		target = DatumGetInt64(roller_query(
-			"SELECT stream._create_segment($1, $2, NULL)",
+		newest = DatumGetInt64(roller_query(
+			"SELECT max(segment_id) FROM stream._segments WHERE topic_id = $1 AND partition = $2",
 			2, types, args, &isnull));
+		if (isnull || newest < segment)
+			go = false;			/* the entry is behind the catalog: nothing to do */
+		else if (newest > segment)
+			target = newest;	/* reuse a segment a previous roll never switched to */
+		else
+		{
+			args[2] = (Datum) 0;
+			target = DatumGetInt64(roller_query(
+				"SELECT stream._create_segment($1, $2, NULL)",
+				2, types, args, &isnull));
+		}
 	}
-	else
-		goto done;				/* the entry is behind the catalog: nothing to do */
-
-	args[0] = Int64GetDatum(target);
-	relid = DatumGetObjectId(roller_query(
-		"SELECT to_regclass('stream_data.seg_' || $1)::oid", 1, &types[2], args, &isnull));
-	indexid = DatumGetObjectId(roller_query(
-		"SELECT to_regclass('stream_data.seg_' || $1 || '_pkey')::oid", 1, &types[2], args, &isnull));
+	if (go)
+	{
+		args[0] = Int64GetDatum(target);
+		relid = DatumGetObjectId(roller_query(
+			"SELECT to_regclass('stream_data.seg_' || $1)::oid", 1, &types[2], args, &isnull));
+		indexid = DatumGetObjectId(roller_query(
+			"SELECT to_regclass('stream_data.seg_' || $1 || '_pkey')::oid", 1, &types[2], args, &isnull));
+	}
 
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
 	/* the new table is committed: now publishers may be pointed at it */
-	part = stream_partition_find(req.dbid, req.topic_id, req.partition, req.created);
+	part = stream_partition_find(dbid, topic_id, partition, created_at);
 	if (part != NULL)
 	{
-		switched = stream_partition_switch(part, req.segment, target, relid, indexid, &base);
+		if (go)
+			switched = stream_partition_switch(part, segment, target, relid, indexid, &base);
+		else
+			stream_partition_roll_failed(part);
 		stream_partition_unlock();
 	}
 
 	if (switched)
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -201,21 +206,24 @@ stream_roller_main(Datum arg)
 		CommitTransactionCommand();
 		ereport(DEBUG1,
 				(errmsg("stream: partition %d of topic %d rolled to segment " INT64_FORMAT " at offset " INT64_FORMAT,
-						req.partition, req.topic_id, target, base)));
+						partition, topic_id, target, base)));
 	}
-	pgstat_report_activity(STATE_IDLE, NULL);
-	proc_exit(0);
+	return switched;
+}
 
-done:
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	part = stream_partition_find(req.dbid, req.topic_id, req.partition, req.created);
-	if (part != NULL)
-	{
-		stream_partition_roll_failed(part);
-		stream_partition_unlock();
-	}
+/* Background worker entry point: roll the partition it was started for. */
+void
+stream_roller_main(Datum arg)
+{
+	RollRequest req;
+
+	memcpy(&req, MyBgworkerEntry->bgw_extra, sizeof(req));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(req.dbid, InvalidOid, 0);
+	pgstat_report_activity(STATE_RUNNING, "stream: rolling segment");
+	(void) stream_roll_partition(req.dbid, req.topic_id, req.partition, req.created,
+								 req.segment);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
 }

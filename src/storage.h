@@ -45,5 +45,7 @@ extern void stream_load_tail(int32 topic_id, int32 partition, int64 *segment,
 /* roller.c */
 extern bool stream_launch_roller(Oid dbid, struct StreamTopic *topic, int32 partition,
 								 int64 segment);
+extern bool stream_roll_partition(Oid dbid, int32 topic_id, int32 partition,
+								  TimestampTz created_at, int64 segment);
 
 #endif							/* STREAM_STORAGE_H */

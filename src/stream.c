@@ -23,6 +23,7 @@
 
 #include "consumer.h"
 #include "lso.h"
+#include "retention.h"
 #include "stream.h"
 #include "topic.h"
 
@@ -31,6 +32,16 @@ PG_MODULE_MAGIC;
 int			stream_max_partitions = 16384;
 int			stream_max_xact_partitions = 256;
 int			stream_max_read_messages = 100000;
+int			stream_auto_offset_reset = STREAM_RESET_EARLIEST;
+char	   *stream_database = NULL;
+int			stream_naptime = 10000;
+
+static const struct config_enum_entry offset_reset_options[] = {
+	{"earliest", STREAM_RESET_EARLIEST, false},
+	{"latest", STREAM_RESET_LATEST, false},
+	{"error", STREAM_RESET_ERROR, false},
+	{NULL, 0, false}
+};
 
 static bool preloaded = false;
 
@@ -66,6 +77,21 @@ _PG_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomEnumVariable("stream.auto_offset_reset",
+							 "Sets where a consumer resumes when its offset is below the log start.",
+							 "earliest: the first retained message; latest: the last stable offset; error: poll fails.",
+							 &stream_auto_offset_reset,
+							 STREAM_RESET_EARLIEST, offset_reset_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.naptime",
+							"Sets the time the retention worker sleeps between cycles.",
+							NULL,
+							&stream_naptime,
+							10000, 100, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	stream_topic_init();
 
 	/*
@@ -95,7 +121,16 @@ _PG_init(void)
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("stream.database",
+							   "Sets the database the retention worker connects to.",
+							   NULL,
+							   &stream_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
 	reserve_guc_prefix();
+	stream_retention_register();
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;

@@ -29,6 +29,17 @@
 extern int	stream_max_partitions;
 extern int	stream_max_xact_partitions;
 extern int	stream_max_read_messages;
+extern int	stream_auto_offset_reset;
+extern char *stream_database;
+extern int	stream_naptime;
+
+/* stream.auto_offset_reset: where a group below the log start resumes */
+typedef enum StreamOffsetReset
+{
+	STREAM_RESET_EARLIEST,
+	STREAM_RESET_LATEST,
+	STREAM_RESET_ERROR
+} StreamOffsetReset;
 
 /*
  * Run the extension's own catalog queries as the bootstrap superuser with a
