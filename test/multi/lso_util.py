@@ -14,7 +14,7 @@ import time
 
 import psycopg
 
-from lib import connect, wait_until
+from lib import connect
 
 
 def sqlstate(fn):
