@@ -660,8 +660,9 @@ END
 $$;
 
 -- What the retention worker did, one row per cycle that did something.
+CREATE SEQUENCE stream._retention_run_id_seq AS bigint;
 CREATE TABLE stream._retention_runs (
-    run_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id           bigint PRIMARY KEY DEFAULT nextval('stream._retention_run_id_seq'),
     started_at       timestamptz NOT NULL,
     finished_at      timestamptz NOT NULL,
     partitions       integer NOT NULL,
@@ -672,7 +673,12 @@ CREATE TABLE stream._retention_runs (
     errors           integer NOT NULL,
     error            text
 );
+ALTER SEQUENCE stream._retention_run_id_seq OWNED BY stream._retention_runs.run_id;
+-- kept by pg_dump like the rest of the catalog: it is history users may want
+SELECT pg_catalog.pg_extension_config_dump('stream._retention_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('stream._retention_run_id_seq', '');
 REVOKE ALL ON stream._retention_runs FROM PUBLIC;
+REVOKE ALL ON SEQUENCE stream._retention_run_id_seq FROM PUBLIC;
 
 CREATE VIEW stream.retention_runs AS
 SELECT run_id, started_at, finished_at - started_at AS duration, partitions,
