@@ -170,7 +170,7 @@ SELECT is(ARRAY(
     'tap_ every table and sequence of the extension is registered for pg_dump');
 
 -- The sequences are dumped too, so ids continue after a restore.
-SELECT is(array_agg(c::regclass::text ORDER BY 1),
+SELECT is(array_agg(c::regclass::text ORDER BY c::regclass::text),
           ARRAY['stream._retention_run_id_seq', 'stream._segment_id_seq', 'stream._topic_id_seq'],
           'tap_ the id sequences are in extconfig')
 FROM pg_extension e, unnest(e.extconfig) c
