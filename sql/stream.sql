@@ -692,3 +692,11 @@ COMMENT ON VIEW stream.retention_runs IS
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA stream FROM PUBLIC;
 GRANT USAGE ON SCHEMA stream TO PUBLIC;
 GRANT EXECUTE ON FUNCTION stream.murmur2(text), stream.partition_for(text, integer) TO PUBLIC;
+
+-- Trigger publishing (after the privilege block above: EXECUTE stays with PUBLIC
+-- revoked like the rest; table owners call it through their triggers).
+CREATE FUNCTION stream.publish_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'stream_publish_trigger' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION stream.publish_trigger() IS
+    'AFTER ... FOR EACH ROW trigger: publishes {"op", "schema", "table", "new", "old"} to the topic named by its first argument, keyed by the column named by its second';
+REVOKE ALL ON FUNCTION stream.publish_trigger() FROM PUBLIC;

@@ -177,6 +177,31 @@ return_offsets(FunctionCallInfo fcinfo, StreamMessage *msgs, int n)
 	}
 }
 
+/*
+ * Publish one message from C (the trigger): value of type valtype (NULL
+ * allowed), key may be NULL, no headers, routed by key.  Checks and routes
+ * exactly as stream.publish() does; fills *msg_out.
+ */
+void
+stream_publish_value(StreamTopic *topic, Datum value, Oid valtype, bool value_null,
+					 text *key, StreamMessage *msg_out)
+{
+	StreamMessage *msg = msg_out;
+
+	check_writable("stream.publish_trigger()");
+	memset(msg, 0, sizeof(StreamMessage));
+	msg->value_null = value_null;
+	if (!value_null)
+		msg->value = convert_value(topic, value, valtype);
+	msg->key_null = (key == NULL);
+	if (key != NULL)
+		msg->key = PointerGetDatum(key);
+	msg->headers_null = true;
+	check_size(topic, msg);
+	route(topic, msg, false, 0);
+	stream_append(topic, msg, 1);
+}
+
 PG_FUNCTION_INFO_V1(stream_publish);
 
 /*

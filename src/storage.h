@@ -42,6 +42,10 @@ extern void stream_load_tail(int32 topic_id, int32 partition, int64 *segment,
 							 Oid *relid, Oid *indexid, int64 *next_offset, int64 *bytes,
 							 bool *provisional);
 
+/* publish.c */
+extern void stream_publish_value(struct StreamTopic *topic, Datum value, Oid valtype,
+								 bool value_null, text *key, StreamMessage *msg_out);
+
 /* roller.c */
 extern bool stream_launch_roller(Oid dbid, struct StreamTopic *topic, int32 partition,
 								 int64 segment);
