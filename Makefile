@@ -5,7 +5,8 @@ EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -E "s/.*'(.
 MODULE_big = stream
 OBJS = src/stream.o src/lso.o src/partitioner.o src/topic.o src/storage.o \
        src/publish.o src/read.o src/roller.o \
-       src/consumer.o src/offsets.o src/retention.o src/trigger.o
+       src/consumer.o src/offsets.o src/retention.o src/trigger.o \
+       src/privileges.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)

@@ -149,7 +149,7 @@ CREATE FUNCTION stream._partition_state(topic text, partition integer,
 CREATE FUNCTION stream._partition_storage(p_topic_id integer, p_partition integer,
     OUT log_start_offset bigint, OUT messages bigint, OUT bytes bigint,
     OUT oldest_at timestamptz, OUT newest_at timestamptz, OUT segments integer)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -159,6 +159,9 @@ DECLARE
     v_old timestamptz;
     v_new timestamptz;
 BEGIN
+    IF NOT stream._may_see((SELECT t.topic FROM stream._topics t WHERE t.topic_id = p_topic_id)) THEN
+        RAISE EXCEPTION 'permission denied for topic %', p_topic_id USING ERRCODE = 'insufficient_privilege';
+    END IF;
     messages := 0; bytes := 0; segments := 0;
     FOR s IN SELECT g.segment_id, g.base_offset, to_regclass('stream_data.seg_' || g.segment_id) AS rel
              FROM stream._segments g
@@ -222,7 +225,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION stream.create_topic(
+CREATE FUNCTION stream._create_topic(
     topic text,
     partitions integer DEFAULT 1,
     retention interval DEFAULT NULL,
@@ -230,7 +233,7 @@ CREATE FUNCTION stream.create_topic(
     max_message_bytes integer DEFAULT 1048576,
     value_type regtype DEFAULT 'jsonb',
     segment_bytes bigint DEFAULT 67108864)
-RETURNS void
+RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -267,10 +270,11 @@ BEGIN
     INSERT INTO stream._partitions (topic_id, partition)
     SELECT v_id, p FROM generate_series(0, partitions - 1) p;
     PERFORM stream._create_segment(v_id, p, 0) FROM generate_series(0, partitions - 1) p;
+    RETURN v_id;
 END
 $$;
 
-CREATE FUNCTION stream.alter_topic(
+CREATE FUNCTION stream._alter_topic(
     topic text,
     partitions integer DEFAULT NULL,
     retention interval DEFAULT NULL,
@@ -286,7 +290,7 @@ DECLARE
 BEGIN
     PERFORM stream._check_topic_args(topic, partitions, retention, retention_bytes,
                                      max_message_bytes, segment_bytes);
-    SELECT * INTO t FROM stream._topics x WHERE x.topic = alter_topic.topic FOR UPDATE;
+    SELECT * INTO t FROM stream._topics x WHERE x.topic = _alter_topic.topic FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'topic "%" does not exist', topic
             USING ERRCODE = 'undefined_object';
@@ -297,15 +301,15 @@ BEGIN
                   DETAIL = 'Partitions can be added, never removed: keys would move and offsets be lost.';
     END IF;
     UPDATE stream._topics x SET
-        partitions = coalesce(alter_topic.partitions, x.partitions),
-        retention = CASE WHEN alter_topic.retention IS NULL THEN x.retention
-                         WHEN alter_topic.retention < '0'::interval THEN NULL
-                         ELSE alter_topic.retention END,
-        retention_bytes = CASE WHEN alter_topic.retention_bytes IS NULL THEN x.retention_bytes
-                               WHEN alter_topic.retention_bytes < 0 THEN NULL
-                               ELSE alter_topic.retention_bytes END,
-        max_message_bytes = coalesce(alter_topic.max_message_bytes, x.max_message_bytes),
-        segment_bytes = coalesce(alter_topic.segment_bytes, x.segment_bytes)
+        partitions = coalesce(_alter_topic.partitions, x.partitions),
+        retention = CASE WHEN _alter_topic.retention IS NULL THEN x.retention
+                         WHEN _alter_topic.retention < '0'::interval THEN NULL
+                         ELSE _alter_topic.retention END,
+        retention_bytes = CASE WHEN _alter_topic.retention_bytes IS NULL THEN x.retention_bytes
+                               WHEN _alter_topic.retention_bytes < 0 THEN NULL
+                               ELSE _alter_topic.retention_bytes END,
+        max_message_bytes = coalesce(_alter_topic.max_message_bytes, x.max_message_bytes),
+        segment_bytes = coalesce(_alter_topic.segment_bytes, x.segment_bytes)
     WHERE x.topic_id = t.topic_id;
     IF partitions IS NOT NULL AND partitions > t.partitions THEN
         INSERT INTO stream._partitions (topic_id, partition)
@@ -316,7 +320,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION stream.drop_topic(topic text, if_exists boolean DEFAULT false)
+CREATE FUNCTION stream._drop_topic(topic text, if_exists boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -326,7 +330,7 @@ DECLARE
     s record;
 BEGIN
     PERFORM stream._check_topic_args(topic, NULL, NULL, NULL, NULL, NULL);
-    SELECT * INTO t FROM stream._topics x WHERE x.topic = drop_topic.topic FOR UPDATE;
+    SELECT * INTO t FROM stream._topics x WHERE x.topic = _drop_topic.topic FOR UPDATE;
     IF NOT FOUND THEN
         IF coalesce(if_exists, false) THEN
             RAISE NOTICE 'topic "%" does not exist, skipping', topic;
@@ -343,6 +347,31 @@ BEGIN
     DELETE FROM stream._topics x WHERE x.topic_id = t.topic_id;
 END
 $$;
+
+-- The administration entry points check privileges as the caller (privileges.c)
+-- and then run the bodies above with the extension's rights.
+CREATE FUNCTION stream.create_topic(
+    topic text,
+    partitions integer DEFAULT 1,
+    retention interval DEFAULT NULL,
+    retention_bytes bigint DEFAULT NULL,
+    max_message_bytes integer DEFAULT 1048576,
+    value_type regtype DEFAULT 'jsonb',
+    segment_bytes bigint DEFAULT 67108864)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_create_topic' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.alter_topic(
+    topic text,
+    partitions integer DEFAULT NULL,
+    retention interval DEFAULT NULL,
+    retention_bytes bigint DEFAULT NULL,
+    max_message_bytes integer DEFAULT NULL,
+    segment_bytes bigint DEFAULT NULL)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_alter_topic' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.drop_topic(topic text, if_exists boolean DEFAULT false)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_drop_topic' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION stream.create_topic(text, integer, interval, bigint, integer, regtype, bigint) IS
     'creates a topic with the given partitions, retention, message size limit, value type and segment size';
@@ -431,18 +460,101 @@ COMMENT ON FUNCTION stream.read_bytea(text, integer, bigint, integer) IS
     'reads a bytea partition from an offset';
 
 ------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+-- Members of stream_admin create topics and administer all of them.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'stream_admin') THEN
+        CREATE ROLE stream_admin NOLOGIN;
+    END IF;
+END
+$$;
+
+CREATE TABLE stream._acl (
+    topic_id   integer NOT NULL REFERENCES stream._topics ON DELETE CASCADE,
+    role       regrole NOT NULL,
+    privilege  text NOT NULL CHECK (privilege IN ('publish', 'consume', 'admin')),
+    granted_by regrole,
+    granted_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (topic_id, role, privilege)
+);
+CREATE INDEX _acl_role_idx ON stream._acl (role);
+SELECT pg_catalog.pg_extension_config_dump('stream._acl', '');
+REVOKE ALL ON stream._acl FROM PUBLIC;
+CREATE TRIGGER _acl_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON stream._acl FOR EACH STATEMENT EXECUTE FUNCTION stream._catalog_changed();
+
+CREATE FUNCTION stream._grant(topic text, role regrole, privilege text, grantor oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id integer;
+BEGIN
+    SELECT t.topic_id INTO STRICT v_id FROM stream._topics t WHERE t.topic = _grant.topic;
+    IF (SELECT count(DISTINCT a.role) FROM stream._acl a
+        WHERE a.topic_id = v_id AND a.role <> _grant.role) >= 64 THEN
+        RAISE EXCEPTION 'topic "%" already has grants for 64 roles', topic
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Grant to a group role and make the others members of it.';
+    END IF;
+    INSERT INTO stream._acl (topic_id, role, privilege, granted_by)
+    VALUES (v_id, _grant.role, lower(_grant.privilege), grantor::regrole)
+    ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION stream._revoke(topic text, role regrole, privilege text, grantor oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM stream._acl a
+    USING stream._topics t
+    WHERE t.topic_id = a.topic_id AND t.topic = _revoke.topic
+      AND a.role = _revoke.role AND a.privilege = lower(_revoke.privilege);
+END
+$$;
+
+CREATE FUNCTION stream.grant(topic text, role regrole, privilege text) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_grant' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.revoke(topic text, role regrole, privilege text) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_revoke' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION stream.has_topic_privilege(topic text, privilege text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'stream_has_topic_privilege' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION stream._may_see(topic text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'stream_may_see' LANGUAGE C STABLE STRICT;
+
+COMMENT ON FUNCTION stream.grant(text, regrole, text) IS
+    'grants ''publish'', ''consume'' or ''admin'' on a topic to a role (needs admin on the topic)';
+COMMENT ON FUNCTION stream.revoke(text, regrole, text) IS
+    'revokes a privilege on a topic from a role (needs admin on the topic)';
+COMMENT ON FUNCTION stream.has_topic_privilege(text, text) IS
+    'does the current user hold ''publish'', ''consume'', ''admin'' or ''any'' privilege on the topic';
+
+------------------------------------------------------------------------------
 -- Views
 ------------------------------------------------------------------------------
 
+-- Each view shows the topics the querying role holds a privilege on.
 CREATE VIEW stream.topics AS
 SELECT t.topic, t.partitions, t.value_type, t.retention, t.retention_bytes,
        t.max_message_bytes, t.created_at, t.segment_bytes, t.topic_id
-FROM stream._topics t;
+FROM stream._topics t
+WHERE stream.has_topic_privilege(t.topic, 'any');
 
 CREATE VIEW stream.partitions AS
+WITH t AS MATERIALIZED (
+    SELECT t.topic, t.topic_id FROM stream._topics t
+    WHERE stream.has_topic_privilege(t.topic, 'any')
+)
 SELECT t.topic, p.partition, s.log_start_offset, st.end_offset, st.last_stable_offset,
        s.messages, s.bytes, s.oldest_at, s.newest_at, s.segments
-FROM stream._topics t
+FROM t
 JOIN stream._partitions p USING (topic_id)
 CROSS JOIN LATERAL stream._partition_state(t.topic, p.partition) st
 CROSS JOIN LATERAL stream._partition_storage(t.topic_id, p.partition) s;
@@ -475,13 +587,16 @@ REVOKE ALL ON stream._offsets FROM PUBLIC;
 -- First retained offset of a partition (oldest segment's base, else its first message).
 CREATE FUNCTION stream._partition_start(p_topic_id integer, p_partition integer)
 RETURNS bigint
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record;
     v_min bigint;
 BEGIN
+    IF NOT stream._may_see((SELECT t.topic FROM stream._topics t WHERE t.topic_id = p_topic_id)) THEN
+        RAISE EXCEPTION 'permission denied for topic %', p_topic_id USING ERRCODE = 'insufficient_privilege';
+    END IF;
     FOR s IN SELECT g.segment_id, g.base_offset FROM stream._segments g
              WHERE g.topic_id = p_topic_id AND g.partition = p_partition
              ORDER BY g.segment_id
@@ -592,11 +707,15 @@ WITH locks AS MATERIALIZED (
       AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
 ), live AS (
     SELECT DISTINCT m."group", m.topic_id FROM stream._members() m
+), visible AS MATERIALIZED (
+    SELECT t.topic_id FROM stream._topics t WHERE stream.has_topic_privilege(t.topic, 'any')
 ), keys AS (
-    SELECT o.group_name, o.topic_id, o.partition FROM stream._offsets o
+    SELECT o.group_name, o.topic_id, o.partition
+    FROM stream._offsets o JOIN visible v ON v.topic_id = o.topic_id
     UNION
     SELECT l."group", l.topic_id, p.partition
-    FROM live l JOIN stream._partitions p ON p.topic_id = l.topic_id
+    FROM live l JOIN visible v ON v.topic_id = l.topic_id
+    JOIN stream._partitions p ON p.topic_id = l.topic_id
 )
 SELECT k.group_name AS "group", t.topic, k.partition, o.committed_offset, st.end_offset,
        st.end_offset - o.committed_offset AS lag,
@@ -687,16 +806,59 @@ FROM stream._retention_runs;
 COMMENT ON VIEW stream.retention_runs IS
     'the retention worker''s recent cycles that removed or rolled segments or met errors (last 1000)';
 
--- Until per-topic privileges exist, the SQL surface is for superusers and for
--- roles a superuser grants EXECUTE to: publish and read do not check topics yet.
+CREATE VIEW stream.topic_privileges AS
+SELECT t.topic, a.role, a.privilege, a.granted_by, a.granted_at
+FROM stream._acl a JOIN stream._topics t USING (topic_id)
+WHERE stream.has_topic_privilege(t.topic, 'any');
+COMMENT ON VIEW stream.topic_privileges IS
+    'grants on the topics the current user holds a privilege on';
+
+-- Every entry point checks the topic privileges itself, so the public API is
+-- open to all; the internals are not.  Data and catalog tables stay private.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA stream FROM PUBLIC;
 GRANT USAGE ON SCHEMA stream TO PUBLIC;
-GRANT EXECUTE ON FUNCTION stream.murmur2(text), stream.partition_for(text, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    stream.create_topic(text, integer, interval, bigint, integer, regtype, bigint),
+    stream.alter_topic(text, integer, interval, bigint, integer, bigint),
+    stream.drop_topic(text, boolean),
+    stream.publish(text, jsonb, text, jsonb, integer),
+    stream.publish(text, text, text, jsonb, integer),
+    stream.publish(text, bytea, text, jsonb, integer),
+    stream.publish_batch(text, jsonb[], text[], jsonb[]),
+    stream.publish_batch(text, text[], text[], jsonb[]),
+    stream.publish_batch(text, bytea[], text[], jsonb[]),
+    stream.read(text, integer, bigint, integer),
+    stream.read_text(text, integer, bigint, integer),
+    stream.read_bytea(text, integer, bigint, integer),
+    stream.poll(text, text, integer, interval),
+    stream.poll_text(text, text, integer, interval),
+    stream.poll_bytea(text, text, integer, interval),
+    stream.commit(text, text),
+    stream.commit(text, text, integer, bigint),
+    stream.seek(text, text, integer, bigint),
+    stream.reset_offsets(text, text, text),
+    stream.reset_offsets(text, text, timestamptz),
+    stream.leave(text, text),
+    stream.grant(text, regrole, text),
+    stream.revoke(text, regrole, text),
+    stream.has_topic_privilege(text, text),
+    stream.murmur2(text),
+    stream.partition_for(text, integer),
+    -- used by the views, each checks the caller itself
+    stream._partition_state(text, integer),
+    stream._partition_storage(integer, integer),
+    stream._partition_start(integer, integer),
+    stream._may_see(text),
+    stream._members(),
+    stream._owner_lock_key(text, integer, integer)
+TO PUBLIC;
+GRANT SELECT ON stream.topics, stream.partitions, stream.consumer_lag, stream.topic_privileges
+    TO PUBLIC;
 
--- Trigger publishing (after the privilege block above: EXECUTE stays with PUBLIC
--- revoked like the rest; table owners call it through their triggers).
+-- Trigger publishing: creating a trigger takes EXECUTE, firing it takes the
+-- table owner's publish privilege on the topic (checked in trigger.c).
 CREATE FUNCTION stream.publish_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'stream_publish_trigger' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION stream.publish_trigger() IS
     'AFTER ... FOR EACH ROW trigger: publishes {"op", "schema", "table", "new", "old"} to the topic named by its first argument, keyed by the column named by its second';
-REVOKE ALL ON FUNCTION stream.publish_trigger() FROM PUBLIC;
+

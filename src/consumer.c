@@ -68,6 +68,7 @@
 #include "consumer.h"
 #include "lso.h"
 #include "offsets.h"
+#include "privileges.h"
 #include "read.h"
 #include "stream.h"
 #include "topic.h"
@@ -667,6 +668,7 @@ poll_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 	group = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream_check_group_name(group);
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(1));
+	stream_check_privilege(topic, STREAM_PRIV_CONSUME);
 	max_messages = PG_GETARG_INT32(2);
 	stream_check_max_messages(max_messages);
 	stream_check_value_mode(topic, mode);
@@ -734,6 +736,7 @@ static StreamTopic *
 group_topic_args(FunctionCallInfo fcinfo, char **group, int nargs)
 {
 	int			i;
+	StreamTopic *topic;
 	static const char *const names[] = {"group", "topic", "partition", "offset"};
 
 	stream_require_preload();
@@ -744,7 +747,9 @@ group_topic_args(FunctionCallInfo fcinfo, char **group, int nargs)
 					 errmsg("%s must not be NULL", i < lengthof(names) ? names[i] : "argument")));
 	*group = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream_check_group_name(*group);
-	return stream_topic_lookup(PG_GETARG_TEXT_PP(1));
+	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(1));
+	stream_check_privilege(topic, STREAM_PRIV_CONSUME);
+	return topic;
 }
 
 /* True when some live session (in this database) is a member of the group. */

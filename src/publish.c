@@ -33,6 +33,7 @@
 #include "utils/tuplestore.h"
 
 #include "partitioner.h"
+#include "privileges.h"
 #include "storage.h"
 #include "stream.h"
 #include "topic.h"
@@ -220,6 +221,7 @@ stream_publish(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("topic must not be NULL")));
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(0));
+	stream_check_privilege(topic, STREAM_PRIV_PUBLISH);
 
 	memset(&msg, 0, sizeof(msg));
 	argtype = get_fn_expr_argtype(fcinfo->flinfo, 1);
@@ -309,6 +311,7 @@ stream_publish_batch(PG_FUNCTION_ARGS)
 				 errmsg("values must not be NULL"),
 				 errhint("Pass an array of values; an empty array publishes nothing.")));
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(0));
+	stream_check_privilege(topic, STREAM_PRIV_PUBLISH);
 
 	arrtype = get_fn_expr_argtype(fcinfo->flinfo, 1);
 	elemtype = get_element_type(arrtype);

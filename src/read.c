@@ -41,6 +41,7 @@
 #include "utils/tuplestore.h"
 
 #include "lso.h"
+#include "privileges.h"
 #include "read.h"
 #include "storage.h"
 #include "stream.h"
@@ -293,6 +294,7 @@ read_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 					 errmsg("%s must not be NULL",
 							i == 0 ? "topic" : i == 1 ? "partition" : i == 2 ? "offset" : "max_messages")));
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(0));
+	stream_check_privilege(topic, STREAM_PRIV_CONSUME);
 	partition = PG_GETARG_INT32(1);
 	offset = PG_GETARG_INT64(2);
 	max_messages = PG_GETARG_INT32(3);
@@ -365,6 +367,8 @@ stream_partition_state(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	check_readable();
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(0));
+	if (!stream_has_privilege(topic, STREAM_PRIV_ANY, GetUserId()))
+		stream_check_privilege(topic, STREAM_PRIV_CONSUME);
 	stream_check_partition(topic, partition);
 	lso = stream_partition_bounds(topic, partition, &end_offset);
 	values[0] = Int64GetDatum(end_offset);

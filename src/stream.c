@@ -19,10 +19,12 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "catalog/pg_authid.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 
 #include "consumer.h"
 #include "lso.h"
+#include "privileges.h"
 #include "retention.h"
 #include "stream.h"
 #include "topic.h"
@@ -49,10 +51,15 @@ static bool preloaded = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 void		_PG_init(void);
 static void stream_shmem_request(void);
 static void stream_shmem_startup(void);
+static void stream_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								  bool readOnlyTree, ProcessUtilityContext context,
+								  ParamListInfo params, QueryEnvironment *queryEnv,
+								  DestReceiver *dest, QueryCompletion *qc);
 
 /* Refuse unknown stream.* settings; call after defining every GUC. */
 static void
@@ -93,6 +100,10 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	stream_topic_init();
+
+	/* DROP ROLE and DROP OWNED look at topic grants (privileges.c) */
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = stream_ProcessUtility;
 
 	/*
 	 * Without the preload only the library is loaded (so that CREATE
@@ -218,4 +229,22 @@ stream_internal_end(StreamInternalState *state)
 {
 	AtEOXact_GUC(true, state->save_nestlevel);
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
+}
+
+/* Utility hook: let privileges.c see DROP ROLE and DROP OWNED first. */
+static void
+stream_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (IsA(parsetree, DropRoleStmt) || IsA(parsetree, DropOwnedStmt))
+		stream_utility_roles(parsetree);
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
 }

@@ -35,9 +35,10 @@
 #include "topic.h"
 
 static HTAB *topic_cache = NULL;
-static Oid	catalog_relids[3] = {InvalidOid, InvalidOid, InvalidOid};
+static Oid	catalog_relids[4] = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
 
 static void topic_cache_callback(Datum arg, Oid relid);
+static bool load_topic(const char *name, StreamTopic *out);
 
 /* Register the invalidation callback (once per backend, from _PG_init). */
 void
@@ -88,6 +89,66 @@ stream_check_topic_name(const char *name)
 	}
 }
 
+/* Read a topic's grants into its cache entry (inside load_topic's SPI). */
+static void
+load_grants(StreamTopic *out)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	Snapshot	snap;
+	uint64		i;
+	int			ret;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT role::oid, bit_or(CASE privilege WHEN 'publish' THEN 1 "
+						   "WHEN 'consume' THEN 2 ELSE 4 END) "
+						   "FROM stream._acl WHERE topic_id = $1 GROUP BY role",
+						   1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "stream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	args[0] = Int32GetDatum(out->topic_id);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ret = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 0);
+	UnregisterSnapshot(snap);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "stream: grant lookup failed: %s", SPI_result_code_string(ret));
+	out->ngrants = 0;
+	for (i = 0; i < SPI_processed && i < STREAM_MAX_GRANTEES; i++)
+	{
+		bool		isnull;
+
+		out->grant_roles[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 1, &isnull));
+		out->grant_privs[i] = (uint8) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 2, &isnull));
+		out->ngrants++;
+	}
+}
+
+/* Does a topic of that name exist (no error for bad or missing names)? */
+bool
+stream_topic_exists_by_name(const char *name)
+{
+	StreamTopic loaded;
+	size_t		len = strlen(name);
+	const char *p;
+
+	if (len < 1 || len > STREAM_TOPIC_MAXLEN)
+		return false;
+	for (p = name; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	AcceptInvalidationMessages();
+	if (topic_cache != NULL && hash_search(topic_cache, name, HASH_FIND, NULL) != NULL)
+		return true;
+	return load_topic(name, &loaded);
+}
+
 /* Read one topic's catalog row; false if it does not exist. */
 static bool
 load_topic(const char *name, StreamTopic *out)
@@ -107,7 +168,7 @@ load_topic(const char *name, StreamTopic *out)
 		plan = SPI_prepare("SELECT topic_id, partitions, value_type::oid, max_message_bytes, "
 						   "segment_bytes, created_at, "
 						   "'stream._topics'::regclass::oid, 'stream._segments'::regclass::oid, "
-						   "'stream._partitions'::regclass::oid "
+						   "'stream._partitions'::regclass::oid, 'stream._acl'::regclass::oid "
 						   "FROM stream._topics WHERE topic = $1",
 						   1, argtypes);
 		if (plan == NULL)
@@ -136,8 +197,11 @@ load_topic(const char *name, StreamTopic *out)
 		catalog_relids[0] = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 		catalog_relids[1] = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 		catalog_relids[2] = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
+		catalog_relids[3] = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));
 		found = true;
 	}
+	if (found)
+		load_grants(out);
 	SPI_finish();
 	stream_internal_end(&internal);
 	return found;

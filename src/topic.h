@@ -13,6 +13,7 @@
 #include "datatype/timestamp.h"
 
 #define STREAM_TOPIC_MAXLEN 200
+#define STREAM_MAX_GRANTEES 64
 
 typedef struct StreamTopic
 {
@@ -23,6 +24,9 @@ typedef struct StreamTopic
 	int32		max_message_bytes;
 	int64		segment_bytes;
 	TimestampTz created_at;
+	int			ngrants;		/* roles with grants on the topic */
+	Oid			grant_roles[STREAM_MAX_GRANTEES];
+	uint8		grant_privs[STREAM_MAX_GRANTEES];	/* STREAM_PRIV_* masks */
 } StreamTopic;
 
 extern void stream_topic_init(void);
@@ -31,5 +35,6 @@ extern void stream_check_topic_name(const char *name);
 extern StreamTopic *stream_topic_lookup(text *name);
 extern StreamTopic *stream_topic_lookup_cstr(const char *name);
 extern void stream_check_partition(StreamTopic *topic, int32 partition);
+extern bool stream_topic_exists_by_name(const char *name);
 
 #endif							/* STREAM_TOPIC_H */

@@ -12,7 +12,8 @@
  * partitions; without a key argument every message is unkeyed).  The
  * message is published in the transaction of the row change, so it exists
  * exactly when the change commits.  On a text topic the value is the JSON
- * text; on a bytea topic its UTF-8 bytes.
+ * text; on a bytea topic its UTF-8 bytes.  The table's owner needs the
+ * publish privilege on the topic; the roles that write the table need none.
  *
  * Only AFTER ... FOR EACH ROW makes sense: a BEFORE trigger could publish
  * a row that a later trigger changes or suppresses.  Anything else is a
@@ -36,6 +37,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "privileges.h"
 #include "storage.h"
 #include "stream.h"
 #include "topic.h"
@@ -160,6 +162,8 @@ stream_publish_trigger(PG_FUNCTION_ARGS)
 		protocol_error("stream.publish_trigger() fires on INSERT, UPDATE and DELETE only");
 
 	topic = stream_topic_lookup_cstr(trigger->tgargs[0]);
+	/* the table's owner set the trigger up: it is the one that publishes */
+	stream_check_privilege_role(topic, STREAM_PRIV_PUBLISH, rel->rd_rel->relowner);
 
 	/* the key: the named column of the new row, or of the old one for DELETE */
 	keytup = newtup ? newtup : oldtup;
