@@ -806,6 +806,133 @@ FROM stream._retention_runs;
 COMMENT ON VIEW stream.retention_runs IS
     'the retention worker''s recent cycles that removed or rolled segments or met errors (last 1000)';
 
+------------------------------------------------------------------------------
+-- Consistency check
+------------------------------------------------------------------------------
+
+-- Catalog vs segment tables vs committed offsets vs shared memory.  Returns
+-- one row per problem; no rows means consistent.  Superusers only.
+CREATE FUNCTION stream.verify(OUT problem text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    s record;
+    v_prev_base bigint;
+    v_min bigint;
+    v_max bigint;
+    v_end bigint;
+    v_lso bigint;
+    v_max_all bigint;
+BEGIN
+    -- partitions: rows 0..n-1 for every topic, each with at least one segment
+    FOR r IN SELECT t.topic, t.topic_id, t.partitions,
+                    (SELECT count(*) FROM stream._partitions p WHERE p.topic_id = t.topic_id) AS n,
+                    (SELECT max(p.partition) FROM stream._partitions p WHERE p.topic_id = t.topic_id) AS maxp
+             FROM stream._topics t
+    LOOP
+        IF r.n <> r.partitions OR r.maxp <> r.partitions - 1 THEN
+            problem := 'partition rows do not match the partition count';
+            detail := format('topic %s: %s partitions, %s rows, highest %s', r.topic, r.partitions, r.n, r.maxp);
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+    FOR r IN SELECT t.topic, p.partition FROM stream._partitions p JOIN stream._topics t USING (topic_id)
+             WHERE NOT EXISTS (SELECT 1 FROM stream._segments g
+                               WHERE g.topic_id = p.topic_id AND g.partition = p.partition)
+    LOOP
+        problem := 'partition without a segment';
+        detail := format('topic %s partition %s', r.topic, r.partition);
+        RETURN NEXT;
+    END LOOP;
+    -- every segment row has its table with the offset primary key, and back
+    FOR r IN SELECT g.segment_id FROM stream._segments g
+             WHERE to_regclass('stream_data.seg_' || g.segment_id) IS NULL
+                OR to_regclass('stream_data.seg_' || g.segment_id || '_pkey') IS NULL
+    LOOP
+        problem := 'segment table or its offset index is missing';
+        detail := format('segment %s', r.segment_id);
+        RETURN NEXT;
+    END LOOP;
+    FOR r IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'stream_data' AND c.relkind = 'r'
+               AND NOT EXISTS (SELECT 1 FROM stream._segments g WHERE 'seg_' || g.segment_id = c.relname)
+    LOOP
+        problem := 'table in stream_data without a segment row';
+        detail := r.relname;
+        RETURN NEXT;
+    END LOOP;
+    -- per partition: bases increase, offsets stay within their segment,
+    -- and the shared state is ahead of everything stored
+    FOR r IN SELECT t.topic, t.topic_id, p.partition
+             FROM stream._partitions p JOIN stream._topics t USING (topic_id)
+    LOOP
+        v_prev_base := NULL;
+        v_max_all := NULL;
+        FOR s IN SELECT g.segment_id, g.base_offset,
+                        lead(g.base_offset) OVER (ORDER BY g.segment_id) AS next_base,
+                        to_regclass('stream_data.seg_' || g.segment_id) AS rel
+                 FROM stream._segments g
+                 WHERE g.topic_id = r.topic_id AND g.partition = r.partition
+                 ORDER BY g.segment_id
+        LOOP
+            CONTINUE WHEN s.rel IS NULL;
+            IF s.base_offset IS NOT NULL AND v_prev_base IS NOT NULL AND s.base_offset < v_prev_base THEN
+                problem := 'segment base offsets decrease';
+                detail := format('topic %s partition %s segment %s base %s after %s',
+                                 r.topic, r.partition, s.segment_id, s.base_offset, v_prev_base);
+                RETURN NEXT;
+            END IF;
+            v_prev_base := coalesce(s.base_offset, v_prev_base);
+            EXECUTE format('SELECT min("offset"), max("offset") FROM %s', s.rel) INTO v_min, v_max;
+            IF v_min IS NOT NULL AND (v_min < coalesce(s.base_offset, v_min)
+                                      OR v_max >= coalesce(s.next_base, v_max + 1)) THEN
+                problem := 'offsets outside their segment';
+                detail := format('topic %s partition %s segment %s holds %s..%s, range [%s, %s)',
+                                 r.topic, r.partition, s.segment_id, v_min, v_max, s.base_offset, s.next_base);
+                RETURN NEXT;
+            END IF;
+            IF v_max_all IS NOT NULL AND v_min IS NOT NULL AND v_min <= v_max_all THEN
+                problem := 'segments overlap';
+                detail := format('topic %s partition %s segment %s starts at %s, before %s',
+                                 r.topic, r.partition, s.segment_id, v_min, v_max_all);
+                RETURN NEXT;
+            END IF;
+            v_max_all := greatest(v_max_all, v_max);
+        END LOOP;
+        SELECT st.end_offset, st.last_stable_offset INTO v_end, v_lso
+        FROM stream._partition_state(r.topic, r.partition) st;
+        IF v_lso > v_end OR (v_max_all IS NOT NULL AND v_end <= v_max_all) THEN
+            problem := 'shared state behind the stored messages';
+            detail := format('topic %s partition %s: end %s, stable %s, highest stored %s',
+                             r.topic, r.partition, v_end, v_lso, v_max_all);
+            RETURN NEXT;
+        END IF;
+        FOR s IN SELECT o.group_name, o.committed_offset FROM stream._offsets o
+                 WHERE o.topic_id = r.topic_id AND o.partition = r.partition
+                   AND o.committed_offset > v_end
+        LOOP
+            problem := 'committed offset beyond the end';
+            detail := format('group %s topic %s partition %s: %s > %s',
+                             s.group_name, r.topic, r.partition, s.committed_offset, v_end);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+    -- grants name live roles
+    FOR r IN SELECT a.role::oid AS roleid, t.topic FROM stream._acl a JOIN stream._topics t USING (topic_id)
+             WHERE NOT EXISTS (SELECT 1 FROM pg_roles x WHERE x.oid = a.role::oid)
+    LOOP
+        problem := 'grant to a role that no longer exists';
+        detail := format('topic %s role oid %s', r.topic, r.roleid);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION stream.verify() IS
+    'checks catalog, segment tables, committed offsets and shared memory against each other; returns one row per problem';
+
 CREATE VIEW stream.topic_privileges AS
 SELECT t.topic, a.role, a.privilege, a.granted_by, a.granted_at
 FROM stream._acl a JOIN stream._topics t USING (topic_id)
