@@ -138,6 +138,11 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
+    -- consumers move past rolled-back offsets at the end of a partition, so
+    -- never hand out offsets below what a group committed (restart, eviction)
+    next_offset := greatest(next_offset,
+        (SELECT max(o.committed_offset) FROM stream._offsets o
+         WHERE o.topic_id = p_topic_id AND o.partition = p_partition));
 END
 $$;
 
@@ -146,10 +151,11 @@ CREATE FUNCTION stream._partition_state(topic text, partition integer,
     AS 'MODULE_PATHNAME', 'stream_partition_state' LANGUAGE C VOLATILE STRICT;
 
 -- Storage figures of one partition, for the stream.partitions view.
-CREATE FUNCTION stream._partition_storage(p_topic_id integer, p_partition integer,
+CREATE FUNCTION stream._partition_storage_body(p_topic_id integer, p_partition integer,
+    p_caller oid,
     OUT log_start_offset bigint, OUT messages bigint, OUT bytes bigint,
     OUT oldest_at timestamptz, OUT newest_at timestamptz, OUT segments integer)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -159,9 +165,7 @@ DECLARE
     v_old timestamptz;
     v_new timestamptz;
 BEGIN
-    IF NOT stream._may_see((SELECT t.topic FROM stream._topics t WHERE t.topic_id = p_topic_id)) THEN
-        RAISE EXCEPTION 'permission denied for topic %', p_topic_id USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM stream._check_may_see(p_topic_id, p_caller);
     messages := 0; bytes := 0; segments := 0;
     FOR s IN SELECT g.segment_id, g.base_offset, to_regclass('stream_data.seg_' || g.segment_id) AS rel
              FROM stream._segments g
@@ -182,6 +186,15 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Error 42501 unless the role holds a privilege on the topic (by id).
+CREATE FUNCTION stream._check_may_see(p_topic_id integer, p_role oid) RETURNS void
+    AS 'MODULE_PATHNAME', 'stream_check_may_see' LANGUAGE C STABLE STRICT;
+
+CREATE FUNCTION stream._partition_storage(p_topic_id integer, p_partition integer,
+    OUT log_start_offset bigint, OUT messages bigint, OUT bytes bigint,
+    OUT oldest_at timestamptz, OUT newest_at timestamptz, OUT segments integer)
+    AS 'MODULE_PATHNAME', 'stream_partition_storage' LANGUAGE C STABLE STRICT;
 
 ------------------------------------------------------------------------------
 -- Administration
@@ -526,8 +539,6 @@ CREATE FUNCTION stream.revoke(topic text, role regrole, privilege text) RETURNS 
     AS 'MODULE_PATHNAME', 'stream_revoke' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION stream.has_topic_privilege(topic text, privilege text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'stream_has_topic_privilege' LANGUAGE C STABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION stream._may_see(topic text) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'stream_may_see' LANGUAGE C STABLE STRICT;
 
 COMMENT ON FUNCTION stream.grant(text, regrole, text) IS
     'grants ''publish'', ''consume'' or ''admin'' on a topic to a role (needs admin on the topic)';
@@ -540,14 +551,15 @@ COMMENT ON FUNCTION stream.has_topic_privilege(text, text) IS
 -- Views
 ------------------------------------------------------------------------------
 
--- Each view shows the topics the querying role holds a privilege on.
-CREATE VIEW stream.topics AS
+-- Each view shows the topics the querying role holds a privilege on; as
+-- security barriers, no function of the caller's sees the other rows.
+CREATE VIEW stream.topics WITH (security_barrier) AS
 SELECT t.topic, t.partitions, t.value_type, t.retention, t.retention_bytes,
        t.max_message_bytes, t.created_at, t.segment_bytes, t.topic_id
 FROM stream._topics t
 WHERE stream.has_topic_privilege(t.topic, 'any');
 
-CREATE VIEW stream.partitions AS
+CREATE VIEW stream.partitions WITH (security_barrier) AS
 WITH t AS MATERIALIZED (
     SELECT t.topic, t.topic_id FROM stream._topics t
     WHERE stream.has_topic_privilege(t.topic, 'any')
@@ -585,18 +597,17 @@ SELECT pg_catalog.pg_extension_config_dump('stream._offsets', '');
 REVOKE ALL ON stream._offsets FROM PUBLIC;
 
 -- First retained offset of a partition (oldest segment's base, else its first message).
-CREATE FUNCTION stream._partition_start(p_topic_id integer, p_partition integer)
+CREATE FUNCTION stream._partition_start_body(p_topic_id integer, p_partition integer,
+    p_caller oid)
 RETURNS bigint
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record;
     v_min bigint;
 BEGIN
-    IF NOT stream._may_see((SELECT t.topic FROM stream._topics t WHERE t.topic_id = p_topic_id)) THEN
-        RAISE EXCEPTION 'permission denied for topic %', p_topic_id USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM stream._check_may_see(p_topic_id, p_caller);
     FOR s IN SELECT g.segment_id, g.base_offset FROM stream._segments g
              WHERE g.topic_id = p_topic_id AND g.partition = p_partition
              ORDER BY g.segment_id
@@ -613,6 +624,12 @@ BEGIN
     RETURN (SELECT next_offset FROM stream._partition_tail(p_topic_id, p_partition));
 END
 $$;
+
+-- Callable by anyone (the views use it): checks the caller's privilege in C,
+-- then runs the body above with the extension's rights.
+CREATE FUNCTION stream._partition_start(p_topic_id integer, p_partition integer)
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'stream_partition_start' LANGUAGE C STABLE STRICT;
 
 -- First offset published at or after a time, NULL when none.
 CREATE FUNCTION stream._offset_for_time(p_topic_id integer, p_partition integer, p_ts timestamptz)
@@ -699,7 +716,7 @@ COMMENT ON FUNCTION stream.leave(text, text) IS
 
 -- Lag per group and partition: committed offsets (also of groups with no live
 -- member) and the partitions of live members' topics.
-CREATE VIEW stream.consumer_lag AS
+CREATE VIEW stream.consumer_lag WITH (security_barrier) AS
 WITH locks AS MATERIALIZED (
     SELECT l.classid, l.objid, l.pid
     FROM pg_catalog.pg_locks l
@@ -933,7 +950,7 @@ $$;
 COMMENT ON FUNCTION stream.verify() IS
     'checks catalog, segment tables, committed offsets and shared memory against each other; returns one row per problem';
 
-CREATE VIEW stream.topic_privileges AS
+CREATE VIEW stream.topic_privileges WITH (security_barrier) AS
 SELECT t.topic, a.role, a.privilege, a.granted_by, a.granted_at
 FROM stream._acl a JOIN stream._topics t USING (topic_id)
 WHERE stream.has_topic_privilege(t.topic, 'any');
@@ -975,7 +992,6 @@ GRANT EXECUTE ON FUNCTION
     stream._partition_state(text, integer),
     stream._partition_storage(integer, integer),
     stream._partition_start(integer, integer),
-    stream._may_see(text),
     stream._members(),
     stream._owner_lock_key(text, integer, integer)
 TO PUBLIC;

@@ -599,7 +599,7 @@ read_owned(Membership *ms, StreamTopic *topic, int max_messages, StreamValueMode
 										rsinfo->setResult, rsinfo->setDesc, &next,
 										&lp->seen_lso, &log_start);
 		}
-		if (got > 0)
+		if (next > lp->position)
 		{
 			touch(lp);
 			lp->position = next;

@@ -112,6 +112,7 @@ typedef struct HoldRecord
 {
 	SubTransactionId subid;
 	int64		first;
+	int64		last;			/* highest offset reserved in this subxact */
 } HoldRecord;
 
 /* Backend-local view of one held partition. */
@@ -140,8 +141,8 @@ static bool callbacks_registered = false;
 static void stream_xact_callback(XactEvent event, void *arg);
 static void stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
-static void release_hold(LocalHold *hold);
-static void release_all_holds(void);
+static void release_hold(LocalHold *hold, bool committed);
+static void release_all_holds(bool committed);
 static void stream_lso_exit(int code, Datum arg);
 
 /* Compute the shared memory this module needs. */
@@ -216,6 +217,7 @@ init_entry(StreamPartition *part, TimestampTz created, int64 segment, Oid relid,
 	SpinLockInit(&part->mutex);
 	part->topic_created = created;
 	part->next_offset = next_offset;
+	part->committed_high = next_offset;
 	part->active_segment = segment;
 	part->active_relid = relid;
 	part->active_indexid = indexid;
@@ -236,7 +238,13 @@ evict_one(void)
 	hash_seq_init(&status, partition_map);
 	while ((part = hash_seq_search(&status)) != NULL)
 	{
-		if (part->nopen == 0 && part->npinned == 0)
+		/*
+		 * Only an entry whose every handed-out offset committed: reloading it
+		 * from disk gives the same next offset.  Offsets rolled back at its
+		 * end would be handed out again, under consumers that moved past.
+		 */
+		if (part->nopen == 0 && part->npinned == 0 &&
+			part->committed_high >= part->next_offset)
 		{
 			StreamPartKey key = part->key;
 
@@ -484,6 +492,7 @@ stream_reserve_offsets(StreamPartition *part, int n, int64 nbytes, int64 segment
 		hold->recs[hold->nrecs].first = first;
 		hold->nrecs++;
 	}
+	hold->recs[hold->nrecs - 1].last = first + n - 1;
 	return first;
 }
 
@@ -580,15 +589,24 @@ wake_waiters(StreamPartition *part)
 
 /* Drop one hold: remove its slot from the partition and wake readers. */
 static void
-release_hold(LocalHold *hold)
+release_hold(LocalHold *hold, bool committed)
 {
 	StreamPartition *part = hold->part;
 	StreamOpenSlot *slot = hold->slot;
+	int64		high = -1;
+	int			i;
+
+	/* what this transaction committed, for the eviction rule */
+	if (committed)
+		for (i = 0; i < hold->nrecs; i++)
+			high = Max(high, hold->recs[i].last + 1);
 
 	SpinLockAcquire(&part->mutex);
 	dlist_delete(&slot->node);
 	part->nopen--;
 	slot->part = NULL;
+	if (high > part->committed_high)
+		part->committed_high = high;
 	SpinLockRelease(&part->mutex);
 
 	/* the LSO may have moved: wake consumers waiting on this partition */
@@ -603,13 +621,13 @@ release_hold(LocalHold *hold)
 
 /* Release every hold of this backend (end of top-level transaction). */
 static void
-release_all_holds(void)
+release_all_holds(bool committed)
 {
 	int			i;
 
 	for (i = 0; i < nholds; i++)
 		if (holds[i].part != NULL)
-			release_hold(&holds[i]);
+			release_hold(&holds[i], committed);
 	nholds = 0;
 }
 
@@ -664,7 +682,8 @@ stream_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* runs after the proc array shows the transaction as ended */
 			if (nholds > 0)
-				release_all_holds();
+				release_all_holds(event == XACT_EVENT_COMMIT ||
+								  event == XACT_EVENT_PARALLEL_COMMIT);
 			/* a long poll interrupted by an error leaves its waits behind */
 			stream_wait_unregister_all();
 			if (nprovisional > 0)
@@ -695,7 +714,7 @@ stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		while (hold->nrecs > 0 && hold->recs[hold->nrecs - 1].subid >= mySubid)
 			hold->nrecs--;
 		if (hold->nrecs == 0)
-			release_hold(hold);
+			release_hold(hold, false);
 	}
 
 	/* compact the array so that find_hold stays simple */
@@ -715,7 +734,7 @@ static void
 stream_lso_exit(int code, Datum arg)
 {
 	if (nholds > 0)
-		release_all_holds();
+		release_all_holds(false);
 	stream_wait_unregister_all();
 }
 

@@ -30,6 +30,7 @@ typedef struct StreamPartition
 	slock_t		mutex;			/* protects every field below */
 	TimestampTz topic_created;	/* which incarnation of topic_id this is */
 	int64		next_offset;	/* next offset to hand out */
+	int64		committed_high; /* offset after the highest committed one */
 	int64		active_segment; /* segment taking inserts */
 	Oid			active_relid;
 	Oid			active_indexid;

@@ -35,6 +35,7 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -344,24 +345,71 @@ stream_has_topic_privilege(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(stream_has_privilege(topic, priv, GetUserId()));
 }
 
-PG_FUNCTION_INFO_V1(stream_may_see);
+PG_FUNCTION_INFO_V1(stream_check_may_see);
 
 /*
- * SQL: stream._may_see(topic text): does the querying role hold any
- * privilege on the topic?  Used inside the monitoring views' SECURITY
- * DEFINER helpers, so it checks the outer (session or SET ROLE) user, not
- * the function owner.  A missing topic is simply not visible.
+ * SQL: stream._check_may_see(topic_id, role): 42501 unless the role holds a
+ * privilege on the topic.  The internal bodies of the monitoring helpers
+ * call it with the role their C wrapper was called by.
  */
 Datum
-stream_may_see(PG_FUNCTION_ARGS)
+stream_check_may_see(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int32		topic_id = PG_GETARG_INT32(0);
+	Oid			roleid = PG_GETARG_OID(1);
+	StreamInternalState state;
+	Oid			types[1] = {INT4OID};
+	Datum		args[1];
+	char	   *name = NULL;
 	StreamTopic *topic;
+	MemoryContext callercxt = CurrentMemoryContext;
 
-	if (!stream_topic_exists_by_name(name))
-		PG_RETURN_BOOL(false);
+	args[0] = Int32GetDatum(topic_id);
+	stream_internal_begin(&state);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT topic FROM stream._topics WHERE topic_id = $1",
+							  1, types, args, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		name = MemoryContextStrdup(callercxt,
+								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	stream_internal_end(&state);
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic with id %d does not exist", topic_id)));
 	topic = stream_topic_lookup_cstr(name);
-	PG_RETURN_BOOL(stream_has_privilege(topic, STREAM_PRIV_ANY, GetOuterUserId()));
+	if (!stream_has_privilege(topic, STREAM_PRIV_ANY, roleid))
+		stream_check_privilege_role(topic, STREAM_PRIV_CONSUME, roleid);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(stream_partition_storage);
+
+/* SQL: stream._partition_storage(topic_id, partition): the view helper */
+Datum
+stream_partition_storage(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		result = call_internal(fcinfo, "_partition_storage_body", GetUserId(), &isnull);
+
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+PG_FUNCTION_INFO_V1(stream_partition_start);
+
+/* SQL: stream._partition_start(topic_id, partition): first retained offset */
+Datum
+stream_partition_start(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		result = call_internal(fcinfo, "_partition_start_body", GetUserId(), &isnull);
+
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
 }
 
 const char *
@@ -425,7 +473,13 @@ stream_utility_roles(Node *parsetree)
 {
 	ListCell   *lc;
 
-	if (!OidIsValid(get_extension_oid("stream", true)) || !IsTransactionState())
+	Oid			nsp;
+
+	/* only where the extension (at a version with grants) is installed */
+	if (!IsTransactionState() || !OidIsValid(get_extension_oid("stream", true)))
+		return;
+	nsp = get_namespace_oid("stream", true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("_acl", nsp)))
 		return;
 	if (IsA(parsetree, DropRoleStmt))
 	{

@@ -256,6 +256,14 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 			break;
 	}
 
+	/*
+	 * Everything below the LSO is committed and was returned, or rolled back:
+	 * a reader that got all it asked for up to the LSO may move past the
+	 * rolled-back offsets at the end (lso.c keeps them from being reused).
+	 */
+	if (count < max_messages && *next < lso)
+		*next = lso;
+
 	UnregisterSnapshot(snapshot);
 	return count;
 }
