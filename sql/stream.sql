@@ -173,10 +173,16 @@ BEGIN
              ORDER BY g.segment_id
     LOOP
         CONTINUE WHEN s.rel IS NULL;
+        -- retention may drop the segment under us: then it simply is not there
+        BEGIN
+            EXECUTE format('SELECT count(*), min("offset"), min(published_at), max(published_at) '
+                           'FROM stream_data.%I', 'seg_' || s.segment_id)
+                INTO v_count, v_first, v_old, v_new;
+        EXCEPTION WHEN undefined_table THEN
+            CONTINUE;
+        END;
         segments := segments + 1;
-        bytes := bytes + pg_total_relation_size(s.rel);
-        EXECUTE format('SELECT count(*), min("offset"), min(published_at), max(published_at) FROM %s', s.rel)
-            INTO v_count, v_first, v_old, v_new;
+        bytes := bytes + coalesce(pg_total_relation_size(s.rel), 0);
         messages := messages + v_count;
         IF log_start_offset IS NULL THEN
             log_start_offset := coalesce(s.base_offset, v_first);
@@ -615,8 +621,12 @@ BEGIN
         IF s.base_offset IS NOT NULL THEN
             RETURN s.base_offset;
         END IF;
-        EXECUTE format('SELECT min("offset") FROM stream_data.%I', 'seg_' || s.segment_id)
-            INTO v_min;
+        BEGIN
+            EXECUTE format('SELECT min("offset") FROM stream_data.%I', 'seg_' || s.segment_id)
+                INTO v_min;
+        EXCEPTION WHEN undefined_table THEN
+            CONTINUE;           -- dropped by retention meanwhile
+        END;
         IF v_min IS NOT NULL THEN
             RETURN v_min;
         END IF;
@@ -645,9 +655,13 @@ BEGIN
              WHERE g.topic_id = p_topic_id AND g.partition = p_partition
              ORDER BY g.segment_id
     LOOP
-        EXECUTE format('SELECT min("offset") FROM stream_data.%I WHERE published_at >= $1',
-                       'seg_' || s.segment_id)
-            INTO v_min USING p_ts;
+        BEGIN
+            EXECUTE format('SELECT min("offset") FROM stream_data.%I WHERE published_at >= $1',
+                           'seg_' || s.segment_id)
+                INTO v_min USING p_ts;
+        EXCEPTION WHEN undefined_table THEN
+            CONTINUE;           -- dropped by retention meanwhile
+        END;
         IF v_min IS NOT NULL THEN
             RETURN v_min;
         END IF;
@@ -784,11 +798,17 @@ BEGIN
         relid := s.rel;
         bytes := 0; newest_at := NULL; oldest_at := NULL;
         IF s.rel IS NOT NULL THEN
-            bytes := pg_total_relation_size(s.rel);
-            EXECUTE format('SELECT published_at FROM %s ORDER BY "offset" DESC LIMIT 1', s.rel)
-                INTO newest_at;
-            EXECUTE format('SELECT published_at FROM %s ORDER BY "offset" LIMIT 1', s.rel)
-                INTO oldest_at;
+            BEGIN
+                EXECUTE format('SELECT published_at FROM stream_data.%I ORDER BY "offset" DESC LIMIT 1',
+                               'seg_' || s.segment_id)
+                    INTO newest_at;
+                EXECUTE format('SELECT published_at FROM stream_data.%I ORDER BY "offset" LIMIT 1',
+                               'seg_' || s.segment_id)
+                    INTO oldest_at;
+                bytes := coalesce(pg_total_relation_size(s.rel), 0);
+            EXCEPTION WHEN undefined_table THEN
+                relid := NULL;
+            END;
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -903,7 +923,8 @@ BEGIN
                 RETURN NEXT;
             END IF;
             v_prev_base := coalesce(s.base_offset, v_prev_base);
-            EXECUTE format('SELECT min("offset"), max("offset") FROM %s', s.rel) INTO v_min, v_max;
+            EXECUTE format('SELECT min("offset"), max("offset") FROM stream_data.%I', 'seg_' || s.segment_id)
+                INTO v_min, v_max;
             IF v_min IS NOT NULL AND (v_min < coalesce(s.base_offset, v_min)
                                       OR v_max >= coalesce(s.next_base, v_max + 1)) THEN
                 problem := 'offsets outside their segment';

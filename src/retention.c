@@ -197,7 +197,7 @@ expire_partition(RetentionTarget *t, RetentionStats *stats, int64 *roll_segment)
 	/* serialise with rollers, alter_topic and drop_topic; skip if busy */
 	if (SPI_execute_with_args("SELECT 1 FROM stream._partitions p JOIN stream._topics t USING (topic_id) "
 							  "WHERE p.topic_id = $1 AND p.partition = $2 "
-							  "FOR UPDATE OF p SKIP LOCKED",
+							  "FOR NO KEY UPDATE OF p SKIP LOCKED",
 							  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "stream retention: locking the partition failed");
 	if (SPI_processed == 0)

@@ -142,7 +142,7 @@ stream_roll_partition(Oid dbid, int32 topic_id, int32 partition, TimestampTz cre
 	/* serialise with other rollers, alter_topic and drop_topic */
 	created = DatumGetTimestampTz(roller_query(
 		"SELECT t.created_at FROM stream._partitions p JOIN stream._topics t USING (topic_id) "
-		"WHERE p.topic_id = $1 AND p.partition = $2 FOR UPDATE OF p",
+		"WHERE p.topic_id = $1 AND p.partition = $2 FOR NO KEY UPDATE OF p",
 		2, types, args, &isnull));
 	if (isnull || created != created_at)
 		go = false;				/* topic dropped meanwhile */
