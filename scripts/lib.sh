@@ -68,6 +68,10 @@ stream_env() {
     if ! as_pg test -x "$STREAM_ROOT" || [ ${#dir} -gt 80 ]; then
         dir=/tmp/stream-cluster-$(echo "$STREAM_ROOT" | md5sum | cut -c1-8)
     fi
+    # a port picked earlier because the default was taken (see pick_port)
+    if [ -z "${STREAM_PGPORT:-}" ] && [ -s "$dir/port" ]; then
+        STREAM_PORT=$(cat "$dir/port")
+    fi
     export STREAM_CLUSTER_DIR=$dir STREAM_PGDATA=$dir/data STREAM_PGLOG=$dir/postgres.log
     export PGHOST=127.0.0.1 PGPORT=$STREAM_PORT PGUSER=postgres PG_BIN
 }
@@ -80,10 +84,30 @@ cluster_running() {
     [ -n "$pid" ] && [ "$(as_pg readlink "/proc/$pid/cwd" 2>/dev/null)" = "$(readlink -m "$STREAM_PGDATA")" ]
 }
 
+port_busy() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 check_port() {
-    if (: <"/dev/tcp/127.0.0.1/$STREAM_PORT") 2>/dev/null; then
+    if port_busy "$STREAM_PORT"; then
         die "port $STREAM_PORT on 127.0.0.1 is used by another program; set STREAM_PGPORT to a free port"
     fi
+}
+
+# Before starting: when the port is taken and none was asked for with STREAM_PGPORT,
+# take the next free one (up to 5599) and remember it for the next runs.
+pick_port() {
+    local p
+    if port_busy "$STREAM_PORT" && [ -z "${STREAM_PGPORT:-}" ]; then
+        for p in $(seq $((STREAM_PORT + 1)) 5599); do
+            if ! port_busy "$p"; then
+                note "== port $STREAM_PORT is taken, using $p"
+                STREAM_PORT=$p
+                echo "$p" | as_pg tee "$STREAM_CLUSTER_DIR/port" >/dev/null
+                export PGPORT=$p
+                return 0
+            fi
+        done
+    fi
+    check_port
 }
 
 pg_ctl() { as_pg "$PG_BIN/pg_ctl" -D "$STREAM_PGDATA" -l "$STREAM_PGLOG" "$@"; }
@@ -139,7 +163,7 @@ ensure_cluster() {
         as_pg rm -f "$data/postmaster.pid" "$dir"/run/.s.PGSQL.*.lock
     fi
 
-    check_port
+    pick_port
     stream_conf | as_pg tee "$data/stream_test.conf" >/dev/null
     as_pg touch "$STREAM_PGLOG"
     as_pg chmod 644 "$STREAM_PGLOG"  # pg_ctl would create it 0600; tests read it

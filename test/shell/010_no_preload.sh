@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # CREATE EXTENSION without shared_preload_libraries = 'stream' must fail with SQLSTATE
 # 55000 and a hint that says how to fix it, and must leave nothing behind.
-# Starts a second, throwaway cluster (no preload) on port STREAM_PGPORT+1.
+# Starts a second, throwaway cluster (no preload) on the first free port above the main one.
 set -euo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
 stream_env
 port=$((STREAM_PORT + 1))
+while port_busy "$port"; do port=$((port + 1)); done
 dir=$(mktemp -d /tmp/stream-nopreload.XXXXXX)
 chown postgres "$dir"
 cleanup() {
