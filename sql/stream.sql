@@ -958,9 +958,11 @@ BEGIN
             RETURN NEXT;
         END LOOP;
     END LOOP;
-    -- grants name live roles
+    -- grants name live roles, grantee and grantor
     FOR r IN SELECT a.role::oid AS roleid, t.topic FROM stream._acl a JOIN stream._topics t USING (topic_id)
              WHERE NOT EXISTS (SELECT 1 FROM pg_roles x WHERE x.oid = a.role::oid)
+                OR (a.granted_by IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM pg_roles x WHERE x.oid = a.granted_by::oid))
     LOOP
         problem := 'grant to a role that no longer exists';
         detail := format('topic %s role oid %s', r.topic, r.roleid);

@@ -445,10 +445,13 @@ rebalance(Membership *ms, StreamTopic *topic)
 		{
 			LockAcquireResult r = LockAcquire(&tag, ExclusiveLock, true, true);
 
+			/*
+			 * ALREADY_HELD: this transaction holds the lock already (seek or
+			 * reset of an idle partition); the session count we were just
+			 * granted is the one that makes us the owner, so it stays.
+			 */
 			if (r == LOCKACQUIRE_NOT_AVAIL)
 				continue;
-			if (r == LOCKACQUIRE_ALREADY_HELD || r == LOCKACQUIRE_ALREADY_CLEAR)
-				LockRelease(&tag, ExclusiveLock, true); /* keep one count */
 			lp->owned = true;
 			lp->pos_valid = false;
 		}
@@ -1025,18 +1028,29 @@ Datum
 stream_members(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamMember *copy;
+	int			n = 0;
 	int			i;
 
 	stream_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
+
+	/* copy under the lock, check visibility (catalog reads) after it */
+	copy = palloc(sizeof(StreamMember) * members->nslots);
 	LWLockAcquire(members->lock, LW_SHARED);
 	for (i = 0; i < members->nslots; i++)
+		if (members->members[i].used && members->members[i].dbid == MyDatabaseId)
+			copy[n++] = members->members[i];
+	LWLockRelease(members->lock);
+
+	for (i = 0; i < n; i++)
 	{
-		StreamMember *m = &members->members[i];
+		StreamMember *m = &copy[i];
 		Datum		values[4];
 		bool		nulls[4] = {false, false, false, false};
 
-		if (!m->used || m->dbid != MyDatabaseId)
+		/* only the members of topics the caller may see */
+		if (!stream_may_see_topic_id(m->topic_id))
 			continue;
 		values[0] = Int32GetDatum(m->pid);
 		values[1] = CStringGetTextDatum(m->group);
@@ -1044,7 +1058,6 @@ stream_members(PG_FUNCTION_ARGS)
 		values[3] = Int64GetDatum((int64) m->join_seq);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	LWLockRelease(members->lock);
 	return (Datum) 0;
 }
 

@@ -310,6 +310,11 @@ grant_or_revoke(FunctionCallInfo fcinfo, const char *internal)
 					 errmsg("%s must not be NULL", i == 0 ? "topic" : i == 1 ? "role" : "privilege")));
 	(void) admin_topic(fcinfo);
 	(void) stream_parse_privilege(text_to_cstring(PG_GETARG_TEXT_PP(2)), false);
+	/* regrole accepts '-' and bare numbers: only real roles get grants */
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(PG_GETARG_OID(1))))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", PG_GETARG_OID(1))));
 	(void) call_internal(fcinfo, internal, GetUserId(), &isnull);
 }
 
@@ -345,23 +350,14 @@ stream_has_topic_privilege(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(stream_has_privilege(topic, priv, GetUserId()));
 }
 
-PG_FUNCTION_INFO_V1(stream_check_may_see);
-
-/*
- * SQL: stream._check_may_see(topic_id, role): 42501 unless the role holds a
- * privilege on the topic.  The internal bodies of the monitoring helpers
- * call it with the role their C wrapper was called by.
- */
-Datum
-stream_check_may_see(PG_FUNCTION_ARGS)
+/* Name of a topic by id (NULL when none), read as the extension. */
+static char *
+topic_name_by_id(int32 topic_id)
 {
-	int32		topic_id = PG_GETARG_INT32(0);
-	Oid			roleid = PG_GETARG_OID(1);
 	StreamInternalState state;
 	Oid			types[1] = {INT4OID};
 	Datum		args[1];
 	char	   *name = NULL;
-	StreamTopic *topic;
 	MemoryContext callercxt = CurrentMemoryContext;
 
 	args[0] = Int32GetDatum(topic_id);
@@ -374,6 +370,37 @@ stream_check_may_see(PG_FUNCTION_ARGS)
 								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	SPI_finish();
 	stream_internal_end(&state);
+	return name;
+}
+
+/* May the current user see anything of the topic with this id? */
+bool
+stream_may_see_topic_id(int32 topic_id)
+{
+	char	   *name;
+
+	if (is_stream_admin(GetUserId()))
+		return true;
+	name = topic_name_by_id(topic_id);
+	return name != NULL &&
+		stream_has_privilege(stream_topic_lookup_cstr(name), STREAM_PRIV_ANY, GetUserId());
+}
+
+PG_FUNCTION_INFO_V1(stream_check_may_see);
+
+/*
+ * SQL: stream._check_may_see(topic_id, role): 42501 unless the role holds a
+ * privilege on the topic.  The internal bodies of the monitoring helpers
+ * call it with the role their C wrapper was called by.
+ */
+Datum
+stream_check_may_see(PG_FUNCTION_ARGS)
+{
+	int32		topic_id = PG_GETARG_INT32(0);
+	Oid			roleid = PG_GETARG_OID(1);
+	char	   *name = topic_name_by_id(topic_id);
+	StreamTopic *topic;
+
 	if (name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -432,7 +459,8 @@ topics_granted_to(Oid roleid)
 	stream_internal_begin(&state);
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT string_agg(DISTINCT t.topic, ', ') FROM stream._acl a "
-							  "JOIN stream._topics t USING (topic_id) WHERE a.role = $1::regrole",
+							  "JOIN stream._topics t USING (topic_id) "
+							  "WHERE a.role = $1::regrole OR a.granted_by = $1::regrole",
 							  1, types, args, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
@@ -458,6 +486,9 @@ drop_grants_of(Oid roleid)
 	stream_internal_begin(&state);
 	SPI_connect();
 	SPI_execute_with_args("DELETE FROM stream._acl WHERE role = $1::regrole",
+						  1, types, args, NULL, false, 0);
+	/* what it granted to others stays granted, with no grantor (as REVOKE would not) */
+	SPI_execute_with_args("UPDATE stream._acl SET granted_by = NULL WHERE granted_by = $1::regrole",
 						  1, types, args, NULL, false, 0);
 	SPI_finish();
 	stream_internal_end(&state);

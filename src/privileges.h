@@ -26,5 +26,6 @@ extern void stream_check_privilege(struct StreamTopic *topic, int priv);
 extern void stream_check_privilege_role(struct StreamTopic *topic, int priv, Oid roleid);
 
 extern void stream_utility_roles(Node *parsetree);
+extern bool stream_may_see_topic_id(int32 topic_id);
 
 #endif							/* STREAM_PRIVILEGES_H */

@@ -29,7 +29,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
 #include "partitioner.h"
@@ -299,6 +301,9 @@ stream_publish_batch(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 	int32		sticky = -1;
+	MemoryContext parsecxt;
+	int16		typlen;
+	bool		typbyval;
 
 	check_writable("stream.publish_batch()");
 	if (PG_ARGISNULL(0))
@@ -325,13 +330,26 @@ stream_publish_batch(PG_FUNCTION_ARGS)
 	get_array(fcinfo, 3, JSONBOID, n, "headers", &headers, &header_nulls);
 
 	msgs = palloc0(sizeof(StreamMessage) * Max(n, 1));
+	parsecxt = AllocSetContextCreate(CurrentMemoryContext, "stream publish_batch parse",
+									 ALLOCSET_DEFAULT_SIZES);
+	get_typlenbyval(topic->value_type, &typlen, &typbyval);
 	for (i = 0; i < n; i++)
 	{
 		StreamMessage *m = &msgs[i];
 
 		m->value_null = value_nulls[i];
-		if (!m->value_null)
-			m->value = convert_value(topic, values[i], elemtype);
+		if (!m->value_null && elemtype != topic->value_type)
+		{
+			/* parse in a scratch context: keep the value, not the garbage */
+			MemoryContext old = MemoryContextSwitchTo(parsecxt);
+			Datum		v = convert_value(topic, values[i], elemtype);
+
+			MemoryContextSwitchTo(old);
+			m->value = datumCopy(v, typbyval, typlen);
+			MemoryContextReset(parsecxt);
+		}
+		else if (!m->value_null)
+			m->value = values[i];
 		m->key_null = (keys == NULL || key_nulls[i]);
 		if (!m->key_null)
 			m->key = keys[i];
