@@ -174,25 +174,8 @@ stream_consumer_shmem_init(void)
 void
 stream_check_group_name(const char *name)
 {
-	size_t		len = strlen(name);
-	const char *p;
-
-	if (len < 1 || len > STREAM_GROUP_MAXLEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid group name \"%s\"", len > 64 ? "(too long)" : name),
-				 errdetail("Group names are 1 to %d characters long.", STREAM_GROUP_MAXLEN)));
-	for (p = name; *p; p++)
-	{
-		char		c = *p;
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid group name \"%s\"", name),
-					 errhint("Group names may contain only letters A-Z and a-z, digits, '.', '_' and '-'.")));
-	}
+	StaticAssertStmt(STREAM_GROUP_MAXLEN == STREAM_TOPIC_MAXLEN, "one name rule");
+	stream_check_name("group", name);
 }
 
 /* The advisory lock that stands for ownership of one partition. */

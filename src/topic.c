@@ -64,29 +64,48 @@ topic_cache_callback(Datum arg, Oid relid)
 		catalog_relids[i] = InvalidOid;
 }
 
-/* Check a topic name: [A-Za-z0-9._-]{1,200}. */
-void
-stream_check_topic_name(const char *name)
+/* Is this a valid topic or group name: [A-Za-z0-9._-]{1,200}? */
+bool
+stream_name_is_valid(const char *name)
 {
 	size_t		len = strlen(name);
 	const char *p;
 
 	if (len < 1 || len > STREAM_TOPIC_MAXLEN)
+		return false;
+	for (p = name; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* Error 22023 unless name is a valid name; kind is "topic" or "group". */
+void
+stream_check_name(const char *kind, const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (stream_name_is_valid(name))
+		return;
+	if (len < 1 || len > STREAM_TOPIC_MAXLEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid topic name \"%s\"", len > 64 ? "(too long)" : name),
-				 errdetail("Topic names are 1 to %d characters long.", STREAM_TOPIC_MAXLEN)));
-	for (p = name; *p; p++)
-	{
-		char		c = *p;
+				 errmsg("invalid %s name \"%s\"", kind, len > 64 ? "(too long)" : name),
+				 errdetail("%c%s names are 1 to %d characters long.",
+						   pg_toupper((unsigned char) kind[0]), kind + 1, STREAM_TOPIC_MAXLEN)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s name \"%s\"", kind, name),
+			 errhint("%c%s names may contain only letters A-Z and a-z, digits, '.', '_' and '-'.",
+					 pg_toupper((unsigned char) kind[0]), kind + 1)));
+}
 
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid topic name \"%s\"", name),
-					 errhint("Topic names may contain only letters A-Z and a-z, digits, '.', '_' and '-'.")));
-	}
+/* Check a topic name. */
+void
+stream_check_topic_name(const char *name)
+{
+	stream_check_name("topic", name);
 }
 
 /* Read a topic's grants into its cache entry (inside load_topic's SPI). */
@@ -134,15 +153,9 @@ bool
 stream_topic_exists_by_name(const char *name)
 {
 	StreamTopic loaded;
-	size_t		len = strlen(name);
-	const char *p;
 
-	if (len < 1 || len > STREAM_TOPIC_MAXLEN)
+	if (!stream_name_is_valid(name))
 		return false;
-	for (p = name; *p; p++)
-		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-			return false;
 	AcceptInvalidationMessages();
 	if (topic_cache != NULL && hash_search(topic_cache, name, HASH_FIND, NULL) != NULL)
 		return true;

@@ -30,6 +30,8 @@ typedef struct StreamTopic
 } StreamTopic;
 
 extern void stream_topic_init(void);
+extern bool stream_name_is_valid(const char *name);
+extern void stream_check_name(const char *kind, const char *name);
 extern void stream_check_topic_name(const char *name);
 /* Lookups return a palloc'd copy, safe across cache invalidation. */
 extern StreamTopic *stream_topic_lookup(text *name);
