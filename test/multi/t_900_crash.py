@@ -7,17 +7,22 @@ import signal
 
 import psycopg
 
-from lib import TAP, connect, pg_ctl, wait_until
+from lib import TAP, connect, pg_ctl, pg_log_path, pg_log_since, wait_until
 
 t = TAP()
 TOPIC = "crash_t"
 
 
-def reconnect():
-    """A new session once the server accepts connections again."""
+def reconnect(log_offset):
+    """A new session once the server has restarted after the crash and answers."""
+    wait_until(lambda: "ready to accept connections" in pg_log_since(log_offset), timeout=60,
+               what="the server to finish crash recovery")
+
     def attempt():
         try:
-            return connect()
+            conn = connect()
+            conn.execute("SELECT 1")
+            return conn
         except psycopg.OperationalError:
             return None
     return wait_until(attempt, timeout=60, what="the server to accept connections")
@@ -72,9 +77,10 @@ b = connect(autocommit=False)
 publish(b, 1000, "k1")
 publish(b, 1001, "k2")
 victim = b.info.backend_pid
+log_offset = os.path.getsize(pg_log_path())
 os.kill(victim, signal.SIGKILL)
 
-a = reconnect()
+a = reconnect(log_offset)
 check(a, committed, "after kill -9")
 after = a.execute("SELECT partition, committed_offset FROM stream.consumer_lag "
                   "WHERE \"group\" = 'crash_g' AND committed_offset IS NOT NULL ORDER BY partition").fetchall()
@@ -98,8 +104,9 @@ d.close()
 # immediate shutdown with an open publishing transaction, then restart
 e = connect(autocommit=False)
 publish(e, 2000, "k3")
+log_offset = os.path.getsize(pg_log_path())
 pg_ctl("restart", "-m", "immediate")
-a = reconnect()
+a = reconnect(log_offset)
 check(a, committed, "after an immediate shutdown")
 lag = a.execute("SELECT sum(lag) FROM stream.consumer_lag WHERE \"group\" = 'crash_g'").fetchone()[0]
 t.is_(lag, 0, "after an immediate shutdown: the group's committed offsets are intact (lag 0)")
