@@ -642,15 +642,10 @@ poll_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 	long		timeout;
 	TimestampTz deadline;
 	Membership *ms;
-	int			i;
+	static const char *const names[] = {"group", "topic", "max_messages", "wait"};
 
 	stream_require_preload();
-	for (i = 0; i < 4; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be NULL",
-							i == 0 ? "group" : i == 1 ? "topic" : i == 2 ? "max_messages" : "wait")));
+	stream_check_args_not_null(fcinfo, names, 4);
 	group = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream_check_group_name(group);
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(1));
@@ -721,16 +716,12 @@ stream_poll_bytea(PG_FUNCTION_ARGS)
 static StreamTopic *
 group_topic_args(FunctionCallInfo fcinfo, char **group, int nargs)
 {
-	int			i;
 	StreamTopic *topic;
 	static const char *const names[] = {"group", "topic", "partition", "offset"};
 
+	Assert(nargs <= lengthof(names));
 	stream_require_preload();
-	for (i = 0; i < nargs; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be NULL", i < lengthof(names) ? names[i] : "argument")));
+	stream_check_args_not_null(fcinfo, names, nargs);
 	*group = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream_check_group_name(*group);
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(1));

@@ -300,14 +300,10 @@ static void
 grant_or_revoke(FunctionCallInfo fcinfo, const char *internal)
 {
 	bool		isnull;
-	int			i;
+	static const char *const names[] = {"topic", "role", "privilege"};
 
 	stream_require_preload();
-	for (i = 0; i < 3; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be NULL", i == 0 ? "topic" : i == 1 ? "role" : "privilege")));
+	stream_check_args_not_null(fcinfo, names, 3);
 	(void) admin_topic(fcinfo);
 	(void) stream_parse_privilege(text_to_cstring(PG_GETARG_TEXT_PP(2)), false);
 	/* regrole accepts '-' and bare numbers: only real roles get grants */

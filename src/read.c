@@ -93,25 +93,23 @@ stream_partition_bounds(StreamTopic *topic, int32 partition, int64 *end_offset)
 	return lso;
 }
 
-/* Convert a stored value to the requested output type. */
-static Datum
-output_value(StreamTopic *topic, StreamValueMode mode, Datum value, FmgrInfo *outfn)
-{
-	/* values leave the scan's lifetime: fetch them out of TOAST now */
-	if (VARATT_IS_EXTERNAL(DatumGetPointer(value)))
-		value = PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(value)));
-	if (mode == STREAM_VALUE_TEXT && topic->value_type != TEXTOID)
-		return CStringGetTextDatum(OutputFunctionCall(outfn, value));
-	return value;
-}
-
-/* Detoast an external varlena so it outlives the scan. */
+/* Detoast an external varlena: values leave the scan's lifetime. */
 static Datum
 own_varlena(Datum d)
 {
 	if (VARATT_IS_EXTERNAL(DatumGetPointer(d)))
 		return PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(d)));
 	return d;
+}
+
+/* Convert a stored value to the requested output type. */
+static Datum
+output_value(StreamTopic *topic, StreamValueMode mode, Datum value, FmgrInfo *outfn)
+{
+	value = own_varlena(value);
+	if (mode == STREAM_VALUE_TEXT && topic->value_type != TEXTOID)
+		return CStringGetTextDatum(OutputFunctionCall(outfn, value));
+	return value;
 }
 
 /*
@@ -289,18 +287,12 @@ read_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 	int32		partition;
 	int64		offset;
 	int32		max_messages;
-	int64		lso;
 	int64		end_offset;
 	int64		next;
-	int			i;
+	static const char *const names[] = {"topic", "partition", "offset", "max_messages"};
 
 	check_readable();
-	for (i = 0; i < 4; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be NULL",
-							i == 0 ? "topic" : i == 1 ? "partition" : i == 2 ? "offset" : "max_messages")));
+	stream_check_args_not_null(fcinfo, names, 4);
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(0));
 	stream_check_privilege(topic, STREAM_PRIV_CONSUME);
 	partition = PG_GETARG_INT32(1);
@@ -314,14 +306,13 @@ read_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("offset must not be negative, got " INT64_FORMAT, offset)));
 
-	lso = stream_partition_bounds(topic, partition, &end_offset);
+	(void) stream_partition_bounds(topic, partition, &end_offset);
 	if (offset > end_offset)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("offset " INT64_FORMAT " is beyond the end of partition %d of topic \"%s\"",
 						offset, partition, topic->name),
 				 errdetail("The end offset is " INT64_FORMAT ".", end_offset)));
-	(void) lso;
 
 	InitMaterializedSRF(fcinfo, 0);
 	stream_read_partition(topic, partition, offset, max_messages, mode,

@@ -248,3 +248,16 @@ stream_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
 }
+
+/* Error 22004 naming the first of the leading arguments that is NULL. */
+void
+stream_check_args_not_null(FunctionCallInfo fcinfo, const char *const *names, int nargs)
+{
+	int			i;
+
+	for (i = 0; i < nargs; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be NULL", names[i])));
+}

@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "storage/lwlock.h"
 
 /* Catalog schema and data schema created by the extension script. */
@@ -58,5 +59,9 @@ extern void stream_internal_end(StreamInternalState *state);
 /* True once shared memory is attached (module was preloaded). */
 extern bool stream_shmem_ready(void);
 extern void stream_require_preload(void);
+
+/* Error 22004 naming the first of the leading arguments that is NULL. */
+extern void stream_check_args_not_null(FunctionCallInfo fcinfo, const char *const *names,
+									   int nargs);
 
 #endif							/* STREAM_H */
