@@ -17,8 +17,10 @@
 # 'stream'; set it empty only to start a server without the module, e.g. to debug).
 
 STREAM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-PG_BIN=/usr/lib/postgresql/15/bin
-PG_CONFIG=/usr/bin/pg_config
+# STREAM_PG_BIN / STREAM_PG_CONFIG point at another PostgreSQL 15 installation (a copy
+# used to run a second private cluster beside this one, for instance).
+PG_BIN=${STREAM_PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_CONFIG=${STREAM_PG_CONFIG:-/usr/bin/pg_config}
 STREAM_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
                  libtap-parser-sourcehandler-pgtap-perl python3-psycopg build-essential
                  libipc-run-perl)
