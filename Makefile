@@ -8,8 +8,10 @@ OBJS = src/stream.o src/lso.o src/partitioner.o src/topic.o src/storage.o \
        src/consumer.o src/offsets.o src/retention.o src/trigger.o \
        src/privileges.o
 
+# sql/stream.sql is the install script of the current version; the install scripts of
+# older versions (the start of the upgrade chain) and every upgrade script are committed.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=$(EXTENSION)

@@ -1,0 +1,2 @@
+-- stream 0.1.0 -> 0.2.0
+\echo Use "ALTER EXTENSION stream UPDATE TO '0.2.0'" to load this file. \quit
