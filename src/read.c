@@ -160,7 +160,7 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 		fmgr_info(func, &outfn);
 	}
 
-	segments = stream_list_segments(topic->topic_id, partition, snapshot);
+	segments = stream_cached_segments(topic->topic_id, partition);
 	if (log_start_out && segments != NIL)
 	{
 		*log_start_out = ((StreamSegment *) linitial(segments))->base_offset;

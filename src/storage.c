@@ -21,6 +21,15 @@
  * the switch, i.e. a committed one, which a publisher's own transaction
  * cannot provide; roller.c does it in a short-lived background worker.
  *
+ * Readers find a partition's segments in a backend-local cache (one list
+ * per partition), so that a read costs the same with ten segments retained
+ * as with ten thousand.  Every change of stream._segments sends a relcache
+ * invalidation at commit (the catalog's statement trigger); the cache is
+ * flushed when one arrives, and the reader processes pending invalidations
+ * before using it.  That is enough: a publisher writes to a new segment
+ * only after the roll that created it committed, so its invalidation is
+ * queued before any commit that makes rows of the new segment readable.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -35,6 +44,8 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -46,6 +57,27 @@
 #include "topic.h"
 
 #define STREAM_INSERT_CHUNK 1000
+
+/* A partition's segment list in the backend-local cache. */
+typedef struct SegmentCacheKey
+{
+	int32		topic_id;
+	int32		partition;
+} SegmentCacheKey;
+
+typedef struct SegmentCacheEntry
+{
+	SegmentCacheKey key;
+	int			nsegments;
+	StreamSegment *segments;	/* oldest first, in segment_cxt */
+} SegmentCacheEntry;
+
+static HTAB *segment_cache = NULL;
+static MemoryContext segment_cxt = NULL;
+static Oid	segments_relid = InvalidOid;	/* stream._segments, once known */
+
+static List *list_segments(int32 topic_id, int32 partition, Snapshot snapshot,
+						   Oid *catalog_relid);
 
 /* Insert msgs (all for one partition, offsets assigned) into one segment. */
 static void
@@ -288,6 +320,13 @@ stream_load_tail(int32 topic_id, int32 partition, int64 *segment, Oid *relid,
 List *
 stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot)
 {
+	return list_segments(topic_id, partition, snapshot, NULL);
+}
+
+/* Read the segment list from stream._segments; also returns its relid. */
+static List *
+list_segments(int32 topic_id, int32 partition, Snapshot snapshot, Oid *catalog_relid)
+{
 	StreamInternalState internal;
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[2] = {INT4OID, INT4OID};
@@ -302,7 +341,8 @@ stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot)
 	if (plan == NULL)
 	{
 		plan = SPI_prepare("SELECT segment_id, base_offset, "
-						   "to_regclass('stream_data.seg_' || segment_id)::oid "
+						   "to_regclass('stream_data.seg_' || segment_id)::oid, "
+						   "'stream._segments'::regclass::oid "
 						   "FROM stream._segments WHERE topic_id = $1 AND partition = $2 "
 						   "ORDER BY segment_id", 2, argtypes);
 		if (plan == NULL)
@@ -329,11 +369,104 @@ stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot)
 		seg->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		if (isnull)
 			seg->relid = InvalidOid;
+		if (catalog_relid)
+			*catalog_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		old = MemoryContextSwitchTo(callercxt);
 		result = lappend(result, seg);
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
 	stream_internal_end(&internal);
+	return result;
+}
+
+/* Flush the segment cache when stream._segments changed (or on a reset). */
+static void
+segment_cache_callback(Datum arg, Oid relid)
+{
+	if (segment_cache == NULL)
+		return;
+	if (OidIsValid(relid) && OidIsValid(segments_relid) && relid != segments_relid)
+		return;
+	/* the hash table lives in segment_cxt too */
+	MemoryContextReset(segment_cxt);
+	segment_cache = NULL;
+}
+
+/* Register the cache's invalidation callback (once per backend, from _PG_init). */
+void
+stream_storage_init(void)
+{
+	CacheRegisterRelcacheCallback(segment_cache_callback, (Datum) 0);
+}
+
+/*
+ * List a partition's segments for a reader, oldest first, from the cache.
+ * The list is a copy in the caller's memory context: opening a segment
+ * later may process invalidations that free the cached one.
+ */
+List *
+stream_cached_segments(int32 topic_id, int32 partition)
+{
+	SegmentCacheKey key;
+	SegmentCacheEntry *entry;
+	List	   *result = NIL;
+	bool		found;
+	int			i;
+
+	/* a roll or drop that committed must be seen now (see the header comment) */
+	AcceptInvalidationMessages();
+
+	key.topic_id = topic_id;
+	key.partition = partition;
+	if (segment_cache != NULL &&
+		(entry = hash_search(segment_cache, &key, HASH_FIND, NULL)) != NULL)
+	{
+		for (i = 0; i < entry->nsegments; i++)
+		{
+			StreamSegment *seg = palloc(sizeof(StreamSegment));
+
+			*seg = entry->segments[i];
+			result = lappend(result, seg);
+		}
+		return result;
+	}
+
+	{
+		Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+		Oid			relid = InvalidOid;
+
+		result = list_segments(topic_id, partition, snapshot, &relid);
+		UnregisterSnapshot(snapshot);
+		if (OidIsValid(relid))
+			segments_relid = relid;
+	}
+
+	/* listing may have processed invalidations; the cache is rebuilt if so */
+	if (segment_cxt == NULL)
+		segment_cxt = AllocSetContextCreate(CacheMemoryContext, "stream segment cache",
+											ALLOCSET_SMALL_SIZES);
+	if (segment_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(SegmentCacheKey);
+		ctl.entrysize = sizeof(SegmentCacheEntry);
+		ctl.hcxt = segment_cxt;
+		segment_cache = hash_create("stream segment cache", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(segment_cache, &key, HASH_ENTER, &found);
+	entry->nsegments = list_length(result);
+	entry->segments = MemoryContextAlloc(segment_cxt,
+										 sizeof(StreamSegment) * Max(entry->nsegments, 1));
+	i = 0;
+	{
+		ListCell   *lc;
+
+		foreach(lc, result)
+			entry->segments[i++] = *(StreamSegment *) lfirst(lc);
+	}
 	return result;
 }

@@ -38,6 +38,8 @@ typedef struct StreamSegment
 
 extern void stream_append(struct StreamTopic *topic, StreamMessage *msgs, int n);
 extern List *stream_list_segments(int32 topic_id, int32 partition, Snapshot snapshot);
+extern List *stream_cached_segments(int32 topic_id, int32 partition);
+extern void stream_storage_init(void);
 extern void stream_load_tail(int32 topic_id, int32 partition, int64 *segment,
 							 Oid *relid, Oid *indexid, int64 *next_offset, int64 *bytes,
 							 bool *provisional);

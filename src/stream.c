@@ -27,6 +27,7 @@
 #include "privileges.h"
 #include "retention.h"
 #include "stream.h"
+#include "storage.h"
 #include "topic.h"
 
 PG_MODULE_MAGIC;
@@ -100,6 +101,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	stream_topic_init();
+	stream_storage_init();
 
 	/* DROP ROLE and DROP OWNED look at topic grants (privileges.c) */
 	prev_ProcessUtility = ProcessUtility_hook;
