@@ -40,7 +40,10 @@
  *
  * Locking protocol: StreamMembers->lock protects the registry; shared to
  * read it, exclusive to add or remove a slot.  Each backend changes only
- * its own slots.
+ * its own slots.  Every join and leave also bumps StreamMembers->epoch
+ * (under the exclusive lock), so that a poll rescans the registry only
+ * when some membership changed: a poll costs the same whatever the number
+ * of other groups and members.
  *
  *-------------------------------------------------------------------------
  */
@@ -96,6 +99,7 @@ typedef struct StreamMember
 typedef struct StreamMembers
 {
 	LWLock	   *lock;
+	pg_atomic_uint64 epoch;		/* bumped by every join and leave */
 	uint64		next_seq;
 	int			nslots;
 	StreamMember members[FLEXIBLE_ARRAY_MEMBER];
@@ -128,7 +132,11 @@ typedef struct Membership
 	char		group[STREAM_GROUP_MAXLEN + 1];
 	int32		topic_id;
 	TimestampTz topic_created;
+	uint32		group_hash;		/* of the name, for the ownership lock tags */
 	int			slot;			/* index in StreamMembers->members */
+	uint64		seen_epoch;		/* registry epoch of nmembers and rank */
+	int			nmembers;		/* live members of (group, topic) */
+	int			rank;			/* ours among them, by join order */
 	int			nparts;
 	LocalPart  *parts;			/* TopMemoryContext */
 	uint32		rr_start;		/* partition to read first, rotating */
@@ -165,6 +173,7 @@ stream_consumer_shmem_init(void)
 	{
 		memset(members, 0, size);
 		members->lock = &(GetNamedLWLockTranche("stream"))[1].lock;
+		pg_atomic_init_u64(&members->epoch, 1);
 		members->next_seq = 1;
 		members->nslots = MaxBackends * MEMBERSHIPS_PER_BACKEND;
 	}
@@ -178,14 +187,20 @@ stream_check_group_name(const char *name)
 	stream_check_name("group", name);
 }
 
+/* Hash a group name for owner_tag. */
+static uint32
+group_hash(const char *group)
+{
+	return hash_bytes((const unsigned char *) group, strlen(group));
+}
+
 /* The advisory lock that stands for ownership of one partition. */
 static void
-owner_tag(LOCKTAG *tag, Oid dbid, const char *group, int32 topic_id, int32 partition)
+owner_tag(LOCKTAG *tag, Oid dbid, uint32 group_hash, int32 topic_id, int32 partition)
 {
-	uint32		k1 = hash_bytes((const unsigned char *) group, strlen(group));
 	uint32		k2 = ((uint32) topic_id << 14) ^ (uint32) partition;
 
-	SET_LOCKTAG_ADVISORY(*tag, dbid, k1, k2, STREAM_LOCK_FIELD4);
+	SET_LOCKTAG_ADVISORY(*tag, dbid, group_hash, k2, STREAM_LOCK_FIELD4);
 }
 
 /* Register transaction callbacks and the exit hook once per backend. */
@@ -284,6 +299,7 @@ join_group(const char *group, StreamTopic *topic)
 
 	memset(ms, 0, sizeof(Membership));
 	strlcpy(ms->group, group, sizeof(ms->group));
+	ms->group_hash = group_hash(group);
 	ms->topic_id = topic->topic_id;
 	ms->topic_created = topic->created_at;
 	ms->nparts = topic->partitions;
@@ -306,6 +322,7 @@ join_group(const char *group, StreamTopic *topic)
 			m->pid = MyProcPid;
 			m->join_seq = members->next_seq++;
 			strlcpy(m->group, group, sizeof(m->group));
+			pg_atomic_fetch_add_u64(&members->epoch, 1);
 			break;
 		}
 	}
@@ -328,7 +345,7 @@ disown(Membership *ms, int32 p)
 {
 	LOCKTAG		tag;
 
-	owner_tag(&tag, MyDatabaseId, ms->group, ms->topic_id, p);
+	owner_tag(&tag, MyDatabaseId, ms->group_hash, ms->topic_id, p);
 	if (ms->parts[p].owned)
 		LockRelease(&tag, ExclusiveLock, true);
 	ms->parts[p].owned = false;
@@ -348,6 +365,7 @@ leave_membership(Membership *ms)
 		disown(ms, p);
 	LWLockAcquire(members->lock, LW_EXCLUSIVE);
 	members->members[ms->slot].used = false;
+	pg_atomic_fetch_add_u64(&members->epoch, 1);
 	LWLockRelease(members->lock);
 	strlcpy(group, ms->group, sizeof(group));
 	for (p = 0; p < ms->nparts; p++)
@@ -378,28 +396,39 @@ static void
 rebalance(Membership *ms, StreamTopic *topic)
 {
 	StreamMember *me = &members->members[ms->slot];
-	int			nmembers = 0;
-	int			rank = 0;
+	int			nmembers;
+	int			rank;
 	int			i;
 	int32		p;
 	bool		gave_up = false;
 
 	resize_membership(ms, topic);
 
-	LWLockAcquire(members->lock, LW_SHARED);
-	for (i = 0; i < members->nslots; i++)
+	/* an unchanged epoch means an unchanged registry: keep the last count */
+	if (pg_atomic_read_u64(&members->epoch) != ms->seen_epoch)
 	{
-		StreamMember *m = &members->members[i];
-
-		if (m->used && m->dbid == MyDatabaseId && m->topic_id == ms->topic_id &&
-			strcmp(m->group, ms->group) == 0)
+		nmembers = 0;
+		rank = 0;
+		LWLockAcquire(members->lock, LW_SHARED);
+		ms->seen_epoch = pg_atomic_read_u64(&members->epoch);
+		for (i = 0; i < members->nslots; i++)
 		{
-			nmembers++;
-			if (m->join_seq < me->join_seq)
-				rank++;
+			StreamMember *m = &members->members[i];
+
+			if (m->used && m->dbid == MyDatabaseId && m->topic_id == ms->topic_id &&
+				strcmp(m->group, ms->group) == 0)
+			{
+				nmembers++;
+				if (m->join_seq < me->join_seq)
+					rank++;
+			}
 		}
+		LWLockRelease(members->lock);
+		ms->nmembers = nmembers;
+		ms->rank = rank;
 	}
-	LWLockRelease(members->lock);
+	nmembers = ms->nmembers;
+	rank = ms->rank;
 	Assert(nmembers > 0);
 
 	for (p = 0; p < ms->nparts; p++)
@@ -408,7 +437,9 @@ rebalance(Membership *ms, StreamTopic *topic)
 		bool		wanted = (p % nmembers) == rank;
 		LOCKTAG		tag;
 
-		owner_tag(&tag, MyDatabaseId, ms->group, ms->topic_id, p);
+		if (!lp->owned && !wanted)
+			continue;
+		owner_tag(&tag, MyDatabaseId, ms->group_hash, ms->topic_id, p);
 #if PG_VERSION_NUM >= 170000
 		if (lp->owned && !LockHeldByMe(&tag, ExclusiveLock, false))
 #else
@@ -501,7 +532,7 @@ still_owned(Membership *ms, int32 p)
 
 	if (!lp->owned)
 		return false;
-	owner_tag(&tag, MyDatabaseId, ms->group, ms->topic_id, p);
+	owner_tag(&tag, MyDatabaseId, ms->group_hash, ms->topic_id, p);
 #if PG_VERSION_NUM >= 170000
 	if (LockHeldByMe(&tag, ExclusiveLock, false))
 #else
@@ -850,7 +881,7 @@ set_idle_offset(const char *group, StreamTopic *topic, int32 p, int64 offset)
 {
 	LOCKTAG		tag;
 
-	owner_tag(&tag, MyDatabaseId, group, topic->topic_id, p);
+	owner_tag(&tag, MyDatabaseId, group_hash(group), topic->topic_id, p);
 	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
@@ -1052,7 +1083,7 @@ stream_owner_lock_key(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	owner_tag(&tag, MyDatabaseId, group, PG_GETARG_INT32(1), PG_GETARG_INT32(2));
+	owner_tag(&tag, MyDatabaseId, group_hash(group), PG_GETARG_INT32(1), PG_GETARG_INT32(2));
 	values[0] = ObjectIdGetDatum(tag.locktag_field2);
 	values[1] = ObjectIdGetDatum(tag.locktag_field3);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
