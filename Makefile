@@ -26,3 +26,6 @@ include $(PGXS)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
+
+# PGXS does not track header dependencies: rebuild everything when a header changes.
+$(OBJS): $(wildcard src/*.h)

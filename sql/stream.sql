@@ -31,8 +31,13 @@ CREATE TABLE stream._topics (
 );
 ALTER SEQUENCE stream._topic_id_seq OWNED BY stream._topics.topic_id;
 
+-- The catalog tables have no foreign keys between them: pg_restore -j loads
+-- them in parallel, in any order, and a key would reject the rows of a child
+-- table loaded first.  drop_topic deletes the children itself, and whatever
+-- adds a child row locks its parent row as a key would (see _grant and
+-- offsets.c); stream.verify() reports orphans.
 CREATE TABLE stream._partitions (
-    topic_id   integer NOT NULL REFERENCES stream._topics ON DELETE CASCADE,
+    topic_id   integer NOT NULL,
     partition  integer NOT NULL CHECK (partition >= 0),
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (topic_id, partition)
@@ -43,8 +48,7 @@ CREATE TABLE stream._segments (
     topic_id    integer NOT NULL,
     partition   integer NOT NULL,
     base_offset bigint CHECK (base_offset >= 0),   -- NULL until the roller records it
-    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    FOREIGN KEY (topic_id, partition) REFERENCES stream._partitions ON DELETE CASCADE
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 ALTER SEQUENCE stream._segment_id_seq OWNED BY stream._segments.segment_id;
 CREATE INDEX _segments_partition_idx ON stream._segments (topic_id, partition, segment_id);
@@ -363,6 +367,11 @@ BEGIN
     FOR s IN SELECT g.segment_id FROM stream._segments g WHERE g.topic_id = t.topic_id LOOP
         EXECUTE format('DROP TABLE IF EXISTS stream_data.%I', 'seg_' || s.segment_id);
     END LOOP;
+    -- no foreign keys (see stream._partitions): delete the children here
+    DELETE FROM stream._acl a WHERE a.topic_id = t.topic_id;
+    DELETE FROM stream._offsets o WHERE o.topic_id = t.topic_id;
+    DELETE FROM stream._segments g WHERE g.topic_id = t.topic_id;
+    DELETE FROM stream._partitions p WHERE p.topic_id = t.topic_id;
     DELETE FROM stream._topics x WHERE x.topic_id = t.topic_id;
 END
 $$;
@@ -492,7 +501,7 @@ END
 $$;
 
 CREATE TABLE stream._acl (
-    topic_id   integer NOT NULL REFERENCES stream._topics ON DELETE CASCADE,
+    topic_id   integer NOT NULL,
     role       regrole NOT NULL,
     privilege  text NOT NULL CHECK (privilege IN ('publish', 'consume', 'admin')),
     granted_by regrole,
@@ -513,7 +522,8 @@ AS $$
 DECLARE
     v_id integer;
 BEGIN
-    SELECT t.topic_id INTO STRICT v_id FROM stream._topics t WHERE t.topic = _grant.topic;
+    -- KEY SHARE: the lock a foreign key would take, so drop_topic waits for us
+    SELECT t.topic_id INTO STRICT v_id FROM stream._topics t WHERE t.topic = _grant.topic FOR KEY SHARE;
     IF (SELECT count(DISTINCT a.role) FROM stream._acl a
         WHERE a.topic_id = v_id AND a.role <> _grant.role) >= 64 THEN
         RAISE EXCEPTION 'topic "%" already has grants for 64 roles', topic
@@ -596,8 +606,7 @@ CREATE TABLE stream._offsets (
     partition        integer NOT NULL,
     committed_offset bigint NOT NULL CHECK (committed_offset >= 0),
     committed_at     timestamptz NOT NULL,
-    PRIMARY KEY (group_name, topic_id, partition),
-    FOREIGN KEY (topic_id, partition) REFERENCES stream._partitions ON DELETE CASCADE
+    PRIMARY KEY (group_name, topic_id, partition)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('stream._offsets', '');
 REVOKE ALL ON stream._offsets FROM PUBLIC;
@@ -884,6 +893,25 @@ BEGIN
         detail := format('topic %s partition %s', r.topic, r.partition);
         RETURN NEXT;
     END LOOP;
+    -- rows whose parent is gone (there are no foreign keys, see stream._partitions)
+    FOR r IN SELECT 'partition' AS kind, format('topic id %s partition %s', p.topic_id, p.partition) AS what
+             FROM stream._partitions p WHERE NOT EXISTS (SELECT 1 FROM stream._topics t WHERE t.topic_id = p.topic_id)
+             UNION ALL
+             SELECT 'grant', format('topic id %s role oid %s', a.topic_id, a.role::oid)
+             FROM stream._acl a WHERE NOT EXISTS (SELECT 1 FROM stream._topics t WHERE t.topic_id = a.topic_id)
+             UNION ALL
+             SELECT 'segment', format('segment %s of topic id %s partition %s', g.segment_id, g.topic_id, g.partition)
+             FROM stream._segments g WHERE NOT EXISTS (SELECT 1 FROM stream._partitions p
+                                                       WHERE p.topic_id = g.topic_id AND p.partition = g.partition)
+             UNION ALL
+             SELECT 'committed offset', format('group %s topic id %s partition %s', o.group_name, o.topic_id, o.partition)
+             FROM stream._offsets o WHERE NOT EXISTS (SELECT 1 FROM stream._partitions p
+                                                      WHERE p.topic_id = o.topic_id AND p.partition = o.partition)
+    LOOP
+        problem := r.kind || ' row without its parent';
+        detail := r.what;
+        RETURN NEXT;
+    END LOOP;
     -- every segment row has its table with the offset primary key, and back
     FOR r IN SELECT g.segment_id FROM stream._segments g
              WHERE to_regclass('stream_data.seg_' || g.segment_id) IS NULL
@@ -940,8 +968,12 @@ BEGIN
             END IF;
             v_max_all := greatest(v_max_all, v_max);
         END LOOP;
-        SELECT st.end_offset, st.last_stable_offset INTO v_end, v_lso
-        FROM stream._partition_state(r.topic, r.partition) st;
+        BEGIN
+            SELECT st.end_offset, st.last_stable_offset INTO v_end, v_lso
+            FROM stream._partition_state(r.topic, r.partition) st;
+        EXCEPTION WHEN undefined_object THEN
+            CONTINUE;           -- no segment: reported above
+        END;
         IF v_lso > v_end OR (v_max_all IS NOT NULL AND v_end <= v_max_all) THEN
             problem := 'shared state behind the stored messages';
             detail := format('topic %s partition %s: end %s, stable %s, highest stored %s',

@@ -210,12 +210,13 @@ stream_shmem_ready(void)
 
 /* Initialise a fresh or stale entry with what the loader found on disk. */
 static void
-init_entry(StreamPartition *part, TimestampTz created, int64 segment, Oid relid,
+init_entry(StreamPartition *part, StreamTopic *topic, int64 segment, Oid relid,
 		   Oid indexid, int64 next_offset, int64 bytes)
 {
 	part->active_bytes = bytes;
 	SpinLockInit(&part->mutex);
-	part->topic_created = created;
+	part->topic_created = topic->created_at;
+	part->topic_catalog = topic->catalog_oid;
 	part->next_offset = next_offset;
 	part->committed_high = next_offset;
 	part->active_segment = segment;
@@ -257,9 +258,22 @@ evict_one(void)
 	return false;
 }
 
+/*
+ * Is the entry one of this topic?  A topic id and creation time come back
+ * unchanged when a dump is restored over a database (DROP EXTENSION, CREATE
+ * EXTENSION, data): the catalog's OID tells the two installs apart.
+ */
+static inline bool
+same_incarnation(StreamPartition *part, StreamTopic *topic)
+{
+	return part->topic_created == topic->created_at &&
+		part->topic_catalog == topic->catalog_oid;
+}
+
 /* Find an entry that is already loaded, without loading it. */
 StreamPartition *
-stream_partition_find(Oid dbid, int32 topic_id, int32 partition, TimestampTz created)
+stream_partition_find(Oid dbid, int32 topic_id, int32 partition, TimestampTz created,
+					  Oid catalog)
 {
 	StreamPartKey key;
 	StreamPartition *part;
@@ -272,7 +286,7 @@ stream_partition_find(Oid dbid, int32 topic_id, int32 partition, TimestampTz cre
 
 	LWLockAcquire(shared->lock, LW_SHARED);
 	part = hash_search(partition_map, &key, HASH_FIND, NULL);
-	if (part != NULL && part->topic_created == created)
+	if (part != NULL && part->topic_created == created && part->topic_catalog == catalog)
 		return part;
 	LWLockRelease(shared->lock);
 	return NULL;
@@ -306,7 +320,7 @@ stream_partition_lock(StreamTopic *topic, int32 partition)
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		part = hash_search(partition_map, &key, HASH_FIND, NULL);
-		if (part != NULL && part->topic_created == topic->created_at)
+		if (part != NULL && same_incarnation(part, topic))
 			return part;
 		generation = shared->generation;
 		LWLockRelease(shared->lock);
@@ -318,7 +332,7 @@ stream_partition_lock(StreamTopic *topic, int32 partition)
 		/* Exclusive: we may insert or reinitialise the entry. */
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 		part = hash_search(partition_map, &key, HASH_FIND, NULL);
-		if (part != NULL && part->topic_created == topic->created_at)
+		if (part != NULL && same_incarnation(part, topic))
 		{
 			/* somebody else loaded it meanwhile */
 			LWLockRelease(shared->lock);
@@ -363,7 +377,7 @@ stream_partition_lock(StreamTopic *topic, int32 partition)
 						 errhint("Increase \"stream.max_partitions\" and restart the server.")));
 			}
 		}
-		init_entry(part, topic->created_at, segment, relid, indexid, next_offset, bytes);
+		init_entry(part, topic, segment, relid, indexid, next_offset, bytes);
 		LWLockRelease(shared->lock);
 		if (is_provisional)
 		{

@@ -28,7 +28,8 @@ typedef struct StreamPartition
 {
 	StreamPartKey key;			/* hash key, must be first */
 	slock_t		mutex;			/* protects every field below */
-	TimestampTz topic_created;	/* which incarnation of topic_id this is */
+	TimestampTz topic_created;	/* which incarnation of topic_id this is, */
+	Oid			topic_catalog;	/* ... of which install of the extension */
 	int64		next_offset;	/* next offset to hand out */
 	int64		committed_high; /* offset after the highest committed one */
 	int64		active_segment; /* segment taking inserts */
@@ -80,6 +81,6 @@ extern void stream_wait_unregister_all(void);
 
 /* Find an existing entry only (no loading); map lock held shared on success. */
 extern StreamPartition *stream_partition_find(Oid dbid, int32 topic_id, int32 partition,
-											  TimestampTz created);
+											  TimestampTz created, Oid catalog);
 
 #endif							/* STREAM_LSO_H */

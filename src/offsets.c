@@ -95,11 +95,18 @@ stream_load_committed(const char *group, int32 topic_id, int32 partition, int64 
 					3, types, args, true, false, offset);
 }
 
-/* Store a committed offset in the current transaction. */
+/*
+ * Store a committed offset in the current transaction.  The catalog has no
+ * foreign keys (see stream._partitions in sql/stream.sql): a new row locks
+ * its partition row FOR KEY SHARE as a key would, so that it cannot outlive
+ * a concurrent drop_topic; an update of an existing row needs no lock (the
+ * drop deletes that row, which the update waits for).
+ */
 void
 stream_store_committed(const char *group, int32 topic_id, int32 partition, int64 offset)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr update_plan = NULL;
+	static SPIPlanPtr insert_plan = NULL;
 	Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT8OID};
 	Datum		args[4];
 	int64		dummy;
@@ -108,14 +115,27 @@ stream_store_committed(const char *group, int32 topic_id, int32 partition, int64
 	args[1] = Int32GetDatum(topic_id);
 	args[2] = Int32GetDatum(partition);
 	args[3] = Int64GetDatum(offset);
-	(void) run_int8(&plan,
-					"INSERT INTO stream._offsets AS o "
-					"(group_name, topic_id, partition, committed_offset, committed_at) "
-					"VALUES ($1, $2, $3, $4, clock_timestamp()) "
-					"ON CONFLICT (group_name, topic_id, partition) DO UPDATE "
-					"SET committed_offset = excluded.committed_offset, "
-					"committed_at = excluded.committed_at",
-					4, types, args, false, true, &dummy);
+	if (run_int8(&update_plan,
+				 "UPDATE stream._offsets "
+				 "SET committed_offset = $4, committed_at = clock_timestamp() "
+				 "WHERE group_name = $1 AND topic_id = $2 AND partition = $3 "
+				 "RETURNING 1::int8",
+				 4, types, args, false, true, &dummy))
+		return;
+	if (!run_int8(&insert_plan,
+				  "INSERT INTO stream._offsets AS o "
+				  "(group_name, topic_id, partition, committed_offset, committed_at) "
+				  "SELECT $1, $2, $3, $4, clock_timestamp() FROM stream._partitions p "
+				  "WHERE p.topic_id = $2 AND p.partition = $3 FOR KEY SHARE "
+				  "ON CONFLICT (group_name, topic_id, partition) DO UPDATE "
+				  "SET committed_offset = excluded.committed_offset, "
+				  "committed_at = excluded.committed_at "
+				  "RETURNING 1::int8",
+				  4, types, args, false, true, &dummy))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("partition %d of the topic was dropped while the offset was committed",
+						partition)));
 }
 
 /* Does the group have any committed offset (in any topic)? */

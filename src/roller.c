@@ -130,6 +130,7 @@ stream_roll_partition(Oid dbid, int32 topic_id, int32 partition, TimestampTz cre
 	bool		switched = false;
 	bool		go = true;
 	TimestampTz created;
+	Oid			catalog;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -146,6 +147,7 @@ stream_roll_partition(Oid dbid, int32 topic_id, int32 partition, TimestampTz cre
 		2, types, args, &isnull));
 	if (isnull || created != created_at)
 		go = false;				/* topic dropped meanwhile */
+	catalog = stream_topics_catalog_oid();
 
 	if (go)
 	{
@@ -178,7 +180,7 @@ stream_roll_partition(Oid dbid, int32 topic_id, int32 partition, TimestampTz cre
 	CommitTransactionCommand();
 
 	/* the new table is committed: now publishers may be pointed at it */
-	part = stream_partition_find(dbid, topic_id, partition, created_at);
+	part = stream_partition_find(dbid, topic_id, partition, created_at, catalog);
 	if (part != NULL)
 	{
 		if (go)

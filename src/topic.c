@@ -162,6 +162,13 @@ stream_topic_exists_by_name(const char *name)
 	return load_topic(name, &loaded);
 }
 
+/* The OID of stream._topics (in a transaction, with the extension installed). */
+Oid
+stream_topics_catalog_oid(void)
+{
+	return get_relname_relid("_topics", get_namespace_oid("stream", false));
+}
+
 /* Read one topic's catalog row; false if it does not exist. */
 static bool
 load_topic(const char *name, StreamTopic *out)
@@ -208,6 +215,7 @@ load_topic(const char *name, StreamTopic *out)
 		out->segment_bytes = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 		out->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
 		catalog_relids[0] = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+		out->catalog_oid = catalog_relids[0];
 		catalog_relids[1] = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 		catalog_relids[2] = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
 		catalog_relids[3] = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));

@@ -24,6 +24,8 @@ typedef struct StreamTopic
 	int32		max_message_bytes;
 	int64		segment_bytes;
 	TimestampTz created_at;
+	Oid			catalog_oid;	/* of stream._topics: a new one after the
+								 * extension was dropped and created again */
 	int			ngrants;		/* roles with grants on the topic */
 	Oid			grant_roles[STREAM_MAX_GRANTEES];
 	uint8		grant_privs[STREAM_MAX_GRANTEES];	/* STREAM_PRIV_* masks */
@@ -38,5 +40,6 @@ extern StreamTopic *stream_topic_lookup(text *name);
 extern StreamTopic *stream_topic_lookup_cstr(const char *name);
 extern void stream_check_partition(StreamTopic *topic, int32 partition);
 extern bool stream_topic_exists_by_name(const char *name);
+extern Oid	stream_topics_catalog_oid(void);
 
 #endif							/* STREAM_TOPIC_H */
