@@ -50,6 +50,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
@@ -64,6 +65,7 @@
 #include "storage/shmem.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -675,7 +677,8 @@ poll_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 	Membership *ms;
 	static const char *const names[] = {"group", "topic", "max_messages", "wait"};
 
-	stream_require_preload();
+	/* before joining: a refused poll must leave no membership behind */
+	stream_check_readable();
 	stream_check_args_not_null(fcinfo, names, 4);
 	group = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream_check_group_name(group);
@@ -752,6 +755,8 @@ group_topic_args(FunctionCallInfo fcinfo, char **group, int nargs)
 
 	Assert(nargs <= lengthof(names));
 	stream_require_preload();
+	if (RecoveryInProgress())
+		stream_check_primary(psprintf("stream.%s()", get_func_name(fcinfo->flinfo->fn_oid)));
 	stream_check_args_not_null(fcinfo, names, nargs);
 	*group = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream_check_group_name(*group);

@@ -60,6 +60,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -299,6 +300,12 @@ stream_partition_lock(StreamTopic *topic, int32 partition)
 	StreamPartKey key;
 
 	stream_require_preload();
+	/* state loaded during recovery would be stale after a promotion */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("stream offset state is not available on a standby server"),
+				 errhint("Connect to the primary server.")));
 	stream_lso_backend_init();
 
 	memset(&key, 0, sizeof(key));

@@ -233,6 +233,7 @@ stream_create_topic(PG_FUNCTION_ARGS)
 	Datum		topic_id;
 
 	stream_require_preload();
+	stream_check_primary("stream.create_topic()");
 	if (!is_stream_admin(creator))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -269,6 +270,7 @@ stream_alter_topic(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	stream_require_preload();
+	stream_check_primary("stream.alter_topic()");
 	(void) admin_topic(fcinfo);
 	(void) call_internal(fcinfo, "_alter_topic", InvalidOid, &isnull);
 	PG_RETURN_VOID();
@@ -283,6 +285,7 @@ stream_drop_topic(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	stream_require_preload();
+	stream_check_primary("stream.drop_topic()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -303,6 +306,7 @@ grant_or_revoke(FunctionCallInfo fcinfo, const char *internal)
 	static const char *const names[] = {"topic", "role", "privilege"};
 
 	stream_require_preload();
+	stream_check_primary(internal[1] == 'g' ? "stream.grant()" : "stream.revoke()");
 	stream_check_args_not_null(fcinfo, names, 3);
 	(void) admin_topic(fcinfo);
 	(void) stream_parse_privilege(text_to_cstring(PG_GETARG_TEXT_PP(2)), false);

@@ -157,6 +157,7 @@ static void
 check_writable(const char *what)
 {
 	stream_require_preload();
+	stream_check_primary(what);
 	PreventCommandIfReadOnly(what);
 	PreventCommandIfParallelMode(what);
 }

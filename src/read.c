@@ -48,8 +48,8 @@
 #include "topic.h"
 
 /* Fail unless this session may compute LSOs (not on a standby). */
-static void
-check_readable(void)
+void
+stream_check_readable(void)
 {
 	stream_require_preload();
 	if (RecoveryInProgress())
@@ -57,7 +57,7 @@ check_readable(void)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("streams cannot be read on a standby server"),
 				 errdetail("The last stable offset is known only to the primary, where the publishing transactions run."),
-				 errhint("Read from the primary.")));
+				 errhint("Connect to the primary server.")));
 }
 
 /* Check a value mode against the topic's value type. */
@@ -137,7 +137,7 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 	Datum		topic_datum = CStringGetTextDatum(topic->name);
 	FmgrInfo	outfn;
 
-	check_readable();
+	stream_check_readable();
 	*next = offset;
 
 	/* LSO first, snapshot second: see the header comment */
@@ -291,7 +291,7 @@ read_common(FunctionCallInfo fcinfo, StreamValueMode mode)
 	int64		next;
 	static const char *const names[] = {"topic", "partition", "offset", "max_messages"};
 
-	check_readable();
+	stream_check_readable();
 	stream_check_args_not_null(fcinfo, names, 4);
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(0));
 	stream_check_privilege(topic, STREAM_PRIV_CONSUME);
@@ -364,7 +364,7 @@ stream_partition_state(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	check_readable();
+	stream_check_readable();
 	topic = stream_topic_lookup(PG_GETARG_TEXT_PP(0));
 	if (!stream_has_privilege(topic, STREAM_PRIV_ANY, GetUserId()))
 		stream_check_privilege(topic, STREAM_PRIV_CONSUME);

@@ -23,6 +23,7 @@ typedef enum StreamValueMode
 	STREAM_VALUE_BYTEA			/* bytea topics, as bytea */
 } StreamValueMode;
 
+extern void stream_check_readable(void);
 extern void stream_check_value_mode(struct StreamTopic *topic, StreamValueMode mode);
 extern void stream_check_max_messages(int max_messages);
 extern int64 stream_partition_bounds(struct StreamTopic *topic, int32 partition,

@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -35,6 +36,7 @@ PG_MODULE_MAGIC;
 int			stream_max_partitions = 16384;
 int			stream_max_xact_partitions = 256;
 int			stream_max_read_messages = 100000;
+int			stream_topic_cache_size = 4096;
 int			stream_auto_offset_reset = STREAM_RESET_EARLIEST;
 char	   *stream_database = NULL;
 int			stream_naptime = 10000;
@@ -77,6 +79,13 @@ reserve_guc_prefix(void)
 void
 _PG_init(void)
 {
+	DefineCustomIntVariable("stream.topic_cache_size",
+							"Sets the maximum number of topics a session keeps in its topic cache.",
+							"A session that uses more topics empties the cache and starts over.",
+							&stream_topic_cache_size,
+							4096, 1, 1000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("stream.max_read_messages",
 							"Sets the largest max_messages accepted by one read or poll.",
 							NULL,
@@ -262,4 +271,15 @@ stream_check_args_not_null(FunctionCallInfo fcinfo, const char *const *names, in
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("%s must not be NULL", names[i])));
+}
+
+/* Fail on a standby: what needs the primary's shared state or writes. */
+void
+stream_check_primary(const char *what)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot execute %s on a standby server", what),
+				 errhint("Connect to the primary server.")));
 }

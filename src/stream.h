@@ -30,6 +30,7 @@
 extern int	stream_max_partitions;
 extern int	stream_max_xact_partitions;
 extern int	stream_max_read_messages;
+extern int	stream_topic_cache_size;
 extern int	stream_auto_offset_reset;
 extern char *stream_database;
 extern int	stream_naptime;
@@ -59,6 +60,7 @@ extern void stream_internal_end(StreamInternalState *state);
 /* True once shared memory is attached (module was preloaded). */
 extern bool stream_shmem_ready(void);
 extern void stream_require_preload(void);
+extern void stream_check_primary(const char *what);
 
 /* Error 22004 naming the first of the leading arguments that is NULL. */
 extern void stream_check_args_not_null(FunctionCallInfo fcinfo, const char *const *names,

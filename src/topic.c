@@ -10,7 +10,10 @@
  * flushes the whole cache when it sees one of them (or a full reset).
  * Misses are read with a fresh snapshot, not the transaction's: a cache
  * filled from an old REPEATABLE READ snapshot would outlive the
- * invalidation that should have replaced it.
+ * invalidation that should have replaced it.  The cache holds at most
+ * stream.topic_cache_size topics (about 600 bytes each); a backend that touches
+ * more starts over with an empty one, so its memory stays bounded however
+ * many topics the database has.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +42,7 @@ static Oid	catalog_relids[4] = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
 
 static void topic_cache_callback(Datum arg, Oid relid);
 static bool load_topic(const char *name, StreamTopic *out);
+static void create_topic_cache(void);
 
 /* Register the invalidation callback (once per backend, from _PG_init). */
 void
@@ -241,6 +245,20 @@ copy_topic(StreamTopic *entry)
 	return copy;
 }
 
+/* Create the empty cache. */
+static void
+create_topic_cache(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = STREAM_TOPIC_MAXLEN + 1;
+	ctl.entrysize = sizeof(StreamTopic);
+	ctl.hcxt = CacheMemoryContext;
+	topic_cache = hash_create("stream topic cache", Min(64, stream_topic_cache_size), &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
 /* Look a topic up by name (C string), erroring if it does not exist. */
 StreamTopic *
 stream_topic_lookup_cstr(const char *name)
@@ -255,16 +273,7 @@ stream_topic_lookup_cstr(const char *name)
 	AcceptInvalidationMessages();
 
 	if (topic_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = STREAM_TOPIC_MAXLEN + 1;
-		ctl.entrysize = sizeof(StreamTopic);
-		ctl.hcxt = CacheMemoryContext;
-		topic_cache = hash_create("stream topic cache", 64, &ctl,
-								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
+		create_topic_cache();
 
 	entry = hash_search(topic_cache, name, HASH_FIND, NULL);
 	if (entry != NULL)
@@ -280,6 +289,11 @@ stream_topic_lookup_cstr(const char *name)
 	/* loading may have processed invalidations that destroyed the cache */
 	if (topic_cache == NULL)
 		return stream_topic_lookup_cstr(name);
+	if (hash_get_num_entries(topic_cache) >= stream_topic_cache_size)
+	{
+		hash_destroy(topic_cache);
+		create_topic_cache();
+	}
 
 	entry = hash_search(topic_cache, name, HASH_ENTER, &found);
 	memcpy(entry, &loaded, sizeof(StreamTopic));
