@@ -113,6 +113,8 @@ typedef struct SavedPosition
 	SubTransactionId subid;
 	bool		valid;
 	int64		position;
+	bool		stored_valid;
+	int64		stored;
 } SavedPosition;
 
 /* Backend-local state of one owned-or-wanted partition. */
@@ -121,6 +123,10 @@ typedef struct LocalPart
 	bool		owned;
 	bool		pos_valid;
 	int64		position;
+	bool		stored_valid;	/* implies pos_valid */
+	int64		stored;			/* committed offset in stream._offsets, as
+								 * this transaction sees it: commit skips
+								 * partitions whose position did not move */
 	int64		seen_lso;		/* LSO of the last read that reached it */
 	int			nsaves;			/* > 0: touched by the current transaction */
 	int			maxsaves;
@@ -153,6 +159,8 @@ static void consumer_subxact_callback(SubXactEvent event, SubTransactionId mySub
 									  SubTransactionId parentSubid, void *arg);
 static void consumer_exit(int code, Datum arg);
 static void leave_membership(Membership *ms);
+static void forget_position(LocalPart *lp);
+static void store_offset(Membership *ms, int32 p, int64 offset);
 
 /* Shared memory for the member registry. */
 Size
@@ -351,7 +359,7 @@ disown(Membership *ms, int32 p)
 	if (ms->parts[p].owned)
 		LockRelease(&tag, ExclusiveLock, true);
 	ms->parts[p].owned = false;
-	ms->parts[p].pos_valid = false;
+	forget_position(&ms->parts[p]);
 	ms->parts[p].nsaves = 0;
 }
 
@@ -450,7 +458,7 @@ rebalance(Membership *ms, StreamTopic *topic)
 		{
 			/* pg_advisory_unlock_all() or DISCARD took it away */
 			lp->owned = false;
-			lp->pos_valid = false;
+			forget_position(lp);
 		}
 		if (lp->owned && !wanted && lp->nsaves == 0)
 		{
@@ -469,13 +477,21 @@ rebalance(Membership *ms, StreamTopic *topic)
 			if (r == LOCKACQUIRE_NOT_AVAIL)
 				continue;
 			lp->owned = true;
-			lp->pos_valid = false;
+			forget_position(lp);
 		}
 	}
 
 	/* a member in a long poll may be waiting for what we gave up */
 	if (gave_up)
 		wake_group(ms->group, ms->topic_id);
+}
+
+/* Forget a partition's position: the next use reloads it from the table. */
+static void
+forget_position(LocalPart *lp)
+{
+	lp->pos_valid = false;
+	lp->stored_valid = false;
 }
 
 /* Make sure an owned partition has a position: committed offset or earliest. */
@@ -487,8 +503,9 @@ ensure_position(Membership *ms, StreamTopic *topic, int32 p)
 
 	if (lp->pos_valid)
 		return;
-	if (stream_load_committed(ms->group, ms->topic_id, p, &committed))
-		lp->position = committed;
+	lp->stored_valid = stream_load_committed(ms->group, ms->topic_id, p, &committed);
+	if (lp->stored_valid)
+		lp->position = lp->stored = committed;
 	else
 		lp->position = stream_earliest_offset(topic, p);
 	lp->pos_valid = true;
@@ -519,6 +536,8 @@ touch(LocalPart *lp)
 	lp->saves[lp->nsaves].subid = subid;
 	lp->saves[lp->nsaves].valid = lp->pos_valid;
 	lp->saves[lp->nsaves].position = lp->position;
+	lp->saves[lp->nsaves].stored_valid = lp->stored_valid;
+	lp->saves[lp->nsaves].stored = lp->stored;
 	lp->nsaves++;
 }
 
@@ -542,7 +561,7 @@ still_owned(Membership *ms, int32 p)
 #endif
 		return true;
 	lp->owned = false;
-	lp->pos_valid = false;
+	forget_position(lp);
 	return false;
 }
 
@@ -840,13 +859,30 @@ stream_commit(PG_FUNCTION_ARGS)
 		if (!still_owned(ms, p) || !lp->pos_valid)
 			continue;
 		touch(lp);
-		stream_store_committed(group, ms->topic_id, p, lp->position);
+		store_offset(ms, p, lp->position);
 		n++;
 	}
 	PG_RETURN_INT32(n);
 }
 
 PG_FUNCTION_INFO_V1(stream_commit_offset);
+
+/*
+ * Store an owned partition's committed offset (caller did touch()), unless
+ * the table holds it already: a consumer that commits after every poll then
+ * writes only the partitions it advanced, not every partition it owns.
+ */
+static void
+store_offset(Membership *ms, int32 p, int64 offset)
+{
+	LocalPart  *lp = &ms->parts[p];
+
+	if (lp->stored_valid && lp->stored == offset)
+		return;
+	stream_store_committed(ms->group, ms->topic_id, p, offset);
+	lp->stored = offset;
+	lp->stored_valid = lp->pos_valid;
+}
 
 /* SQL: stream.commit(group, topic, partition, offset): commit one offset */
 Datum
@@ -871,7 +907,7 @@ stream_commit_offset(PG_FUNCTION_ARGS)
 				 errhint("Only the member that owns a partition commits its offset; use stream.seek() or stream.reset_offsets() to move an idle group.")));
 	check_offset(topic, partition, offset);
 	touch(&ms->parts[partition]);
-	stream_store_committed(group, ms->topic_id, partition, offset);
+	store_offset(ms, partition, offset);
 	PG_RETURN_VOID();
 }
 
@@ -959,7 +995,7 @@ reset_all(FunctionCallInfo fcinfo, const char *group, StreamTopic *topic,
 			touch(&ms->parts[p]);
 			ms->parts[p].position = offset;
 			ms->parts[p].pos_valid = true;
-			stream_store_committed(group, topic->topic_id, p, offset);
+			store_offset(ms, p, offset);
 		}
 		else
 			set_idle_offset(group, topic, p, offset);
@@ -1122,7 +1158,7 @@ consumer_xact_callback(XactEvent event, void *arg)
 				continue;
 			/* rolled back: rewind to the committed offset */
 			if (abort)
-				ms->parts[p].pos_valid = false;
+				forget_position(&ms->parts[p]);
 			ms->parts[p].nsaves = 0;
 		}
 	}
@@ -1156,6 +1192,8 @@ consumer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			{
 				lp->position = restore->position;
 				lp->pos_valid = restore->valid;
+				lp->stored = restore->stored;
+				lp->stored_valid = restore->stored_valid;
 			}
 		}
 	}
