@@ -29,3 +29,12 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 
 # PGXS does not track header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*.h)
+
+# Long and special targets (see README, Contributing); not part of installcheck.
+# sanitize: the suites against a stream.so built with ASan and UBSan.
+sanitize:
+	bash scripts/sanitize.sh
+# crash-cycles: kill publishers, consumers and the server CYCLES times (default 20).
+crash-cycles:
+	bash test/long/crash_cycles.sh $(CYCLES)
+.PHONY: sanitize crash-cycles

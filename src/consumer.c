@@ -565,19 +565,19 @@ still_owned(Membership *ms, int32 p)
 	return false;
 }
 
-/* Interval to milliseconds for the long poll. */
+/* Interval to milliseconds for the long poll (in double: years overflow int64 us). */
 static long
 wait_ms(Interval *wait)
 {
-	int64		us;
+	double		us;
 
-	us = wait->time + (int64) wait->day * USECS_PER_DAY +
-		(int64) wait->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	us = (double) wait->time + (double) wait->day * USECS_PER_DAY +
+		(double) wait->month * DAYS_PER_MONTH * USECS_PER_DAY;
 	if (us < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wait must not be negative")));
-	return (long) Min(us / 1000, (int64) INT_MAX);
+	return (long) Min(us / 1000.0, (double) INT_MAX);
 }
 
 /*

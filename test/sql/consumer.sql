@@ -103,6 +103,12 @@ SELECT pg_temp.try($$SELECT * FROM stream.poll('cons_g', 'cons_t', 0)$$);
 SELECT pg_temp.try($$SELECT * FROM stream.poll('cons_g', 'cons_t', -1)$$);
 SELECT pg_temp.try($$SELECT * FROM stream.poll('cons_g', 'cons_t', 100000000)$$);
 SELECT pg_temp.try($$SELECT * FROM stream.poll('cons_g', 'cons_t', 10, '-1 s')$$);
+-- a wait of 100 million years is a long wait, not an overflow: cancelled by the timeout
+SELECT stream.create_topic('cons_empty');
+SET statement_timeout = '200ms';
+SELECT pg_temp.try($$SELECT * FROM stream.poll('cons_g_forever', 'cons_empty', 10, '100000000 years')$$);
+RESET statement_timeout;
+SELECT stream.drop_topic('cons_empty');
 SELECT pg_temp.try($$SELECT * FROM stream.poll('cons_g', 'cons_t', 10, NULL)$$);
 SELECT pg_temp.try($$SELECT stream.seek('no_such_group', 'cons_t', 0, 0)$$);
 SELECT pg_temp.try($$SELECT stream.reset_offsets('no_such_group', 'cons_t', 'earliest')$$);
