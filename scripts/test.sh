@@ -81,6 +81,17 @@ else
     echo "skipped: no test/shell/*.sh"
 fi
 
+# The short sanitizer run: pg_regress, pgTAP and the tests that drive the C code hardest
+# against a stream.so built with ASan and UBSan, on a cluster of its own (make sanitize
+# runs every suite). STREAM_SKIP_SANITIZE=1 leaves it out.
+header "sanitizers (scripts/sanitize.sh, short)"
+if [ -z "${STREAM_SKIP_SANITIZE:-}" ]; then
+    run sanitize env STREAM_SANITIZE_MULTI="t_050_storm.py t_130_exactly_once.py t_170_commit_writes.py t_400_fuzz.py" \
+        STREAM_SANITIZE_SHELL="" FUZZ_CALLS=2000 bash scripts/sanitize.sh || true
+else
+    echo "skipped: STREAM_SKIP_SANITIZE is set"
+fi
+
 # Crashes show up only in the server log. Backends killed with signal 9 on purpose by
 # crash tests are expected; any other signal, a PANIC or a failed assertion is not.
 # Counted as a suite only when it finds something.
