@@ -7,7 +7,8 @@
  * once and kept in a hash table in CacheMemoryContext.  The catalog tables
  * carry a statement trigger (stream._catalog_changed) that sends a relcache
  * invalidation for the changed table at commit; our relcache callback
- * flushes the whole cache when it sees one of them (or a full reset).
+ * flushes the whole cache when it sees one for stream._topics or
+ * stream._acl, the two tables a topic is read from (or a full reset).
  * Misses are read with a fresh snapshot, not the transaction's: a cache
  * filled from an old REPEATABLE READ snapshot would outlive the
  * invalidation that should have replaced it.  The cache holds at most
@@ -38,7 +39,12 @@
 #include "topic.h"
 
 static HTAB *topic_cache = NULL;
-static Oid	catalog_relids[4] = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
+/*
+ * stream._topics and stream._acl: what a cached topic is read from.  Changes
+ * of the other catalogs (segment rolls, retention) must not flush the cache:
+ * every backend would reload every topic it uses after every roll.
+ */
+static Oid	catalog_relids[2] = {InvalidOid, InvalidOid};
 
 static void topic_cache_callback(Datum arg, Oid relid);
 static bool load_topic(const char *name, StreamTopic *out);
@@ -191,8 +197,7 @@ load_topic(const char *name, StreamTopic *out)
 	{
 		plan = SPI_prepare("SELECT topic_id, partitions, value_type::oid, max_message_bytes, "
 						   "segment_bytes, created_at, "
-						   "'stream._topics'::regclass::oid, 'stream._segments'::regclass::oid, "
-						   "'stream._partitions'::regclass::oid, 'stream._acl'::regclass::oid "
+						   "'stream._topics'::regclass::oid, 'stream._acl'::regclass::oid "
 						   "FROM stream._topics WHERE topic = $1",
 						   1, argtypes);
 		if (plan == NULL)
@@ -221,8 +226,6 @@ load_topic(const char *name, StreamTopic *out)
 		catalog_relids[0] = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 		out->catalog_oid = catalog_relids[0];
 		catalog_relids[1] = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
-		catalog_relids[2] = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
-		catalog_relids[3] = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));
 		found = true;
 	}
 	if (found)
