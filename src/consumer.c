@@ -115,6 +115,7 @@ typedef struct SavedPosition
 	int64		position;
 	bool		stored_valid;
 	int64		stored;
+	ItemPointerData stored_tid;
 } SavedPosition;
 
 /* Backend-local state of one owned-or-wanted partition. */
@@ -127,6 +128,8 @@ typedef struct LocalPart
 	int64		stored;			/* committed offset in stream._offsets, as
 								 * this transaction sees it: commit skips
 								 * partitions whose position did not move */
+	ItemPointerData stored_tid; /* where that row's newest version is (a
+								 * hint for offsets.c; invalid: unknown) */
 	int64		seen_lso;		/* LSO of the last read that reached it */
 	int			nsaves;			/* > 0: touched by the current transaction */
 	int			maxsaves;
@@ -492,6 +495,7 @@ forget_position(LocalPart *lp)
 {
 	lp->pos_valid = false;
 	lp->stored_valid = false;
+	ItemPointerSetInvalid(&lp->stored_tid);
 }
 
 /* Make sure an owned partition has a position: committed offset or earliest. */
@@ -503,7 +507,8 @@ ensure_position(Membership *ms, StreamTopic *topic, int32 p)
 
 	if (lp->pos_valid)
 		return;
-	lp->stored_valid = stream_load_committed(ms->group, ms->topic_id, p, &committed);
+	lp->stored_valid = stream_load_committed(ms->group, ms->topic_id, p, &committed,
+											 &lp->stored_tid);
 	if (lp->stored_valid)
 		lp->position = lp->stored = committed;
 	else
@@ -538,6 +543,7 @@ touch(LocalPart *lp)
 	lp->saves[lp->nsaves].position = lp->position;
 	lp->saves[lp->nsaves].stored_valid = lp->stored_valid;
 	lp->saves[lp->nsaves].stored = lp->stored;
+	lp->saves[lp->nsaves].stored_tid = lp->stored_tid;
 	lp->nsaves++;
 }
 
@@ -879,7 +885,7 @@ store_offset(Membership *ms, int32 p, int64 offset)
 
 	if (lp->stored_valid && lp->stored == offset)
 		return;
-	stream_store_committed(ms->group, ms->topic_id, p, offset);
+	stream_store_committed(ms->group, ms->topic_id, p, offset, &lp->stored_tid);
 	lp->stored = offset;
 	lp->stored_valid = lp->pos_valid;
 }
@@ -929,7 +935,12 @@ set_idle_offset(const char *group, StreamTopic *topic, int32 p, int64 offset)
 				 errmsg("partition %d of topic \"%s\" is owned by a live member of group \"%s\"",
 						p, topic->name, group),
 				 errhint("Stop the group's consumers (or have them call stream.leave()) before moving its offsets.")));
-	stream_store_committed(group, topic->topic_id, p, offset);
+	{
+		ItemPointerData tid;
+
+		ItemPointerSetInvalid(&tid);
+		stream_store_committed(group, topic->topic_id, p, offset, &tid);
+	}
 }
 
 PG_FUNCTION_INFO_V1(stream_seek);
@@ -1194,6 +1205,7 @@ consumer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				lp->pos_valid = restore->valid;
 				lp->stored = restore->stored;
 				lp->stored_valid = restore->stored_valid;
+				lp->stored_tid = restore->stored_tid;
 			}
 		}
 	}

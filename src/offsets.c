@@ -15,12 +15,30 @@
  * partition must see the offset its previous owner committed a moment ago,
  * whatever its own isolation level.
  *
+ * The owner of a partition is the only writer of its row, so it remembers
+ * where the row's newest version is (its ctid, returned by every read and
+ * write) and updates that version directly, by TID.  A keyed update would
+ * walk every version of the row that a long-running snapshot keeps from
+ * being pruned, at every commit; the TID update costs the same however many
+ * there are.  When the remembered version is gone (seek or reset_offsets of
+ * an idle partition, VACUUM FULL), the TID update finds no row and the
+ * keyed one runs.  A TID fetch does not prune the page as an index fetch
+ * does, so we prune it first ourselves (heap_page_prune_opt, which does
+ * nothing unless the page is filling up and has versions to remove):
+ * otherwise HOT chains would grow until autovacuum came by.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/bufmgr.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -39,8 +57,8 @@
  * only the owner ever writes the row.
  */
 static bool
-run_int8(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
-		 bool fresh, bool write, int64 *out)
+run_int8_tid(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
+			 bool fresh, bool write, int64 *out, ItemPointer tid)
 {
 	StreamInternalState internal;
 	bool		isnull = true;
@@ -72,15 +90,37 @@ run_int8(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
 
 		if (!isnull)
 			*out = DatumGetInt64(d);
+		if (tid != NULL)
+		{
+			bool		tidnull;
+
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &tidnull);
+			if (tidnull)
+				ItemPointerSetInvalid(tid);
+			else
+				ItemPointerCopy((ItemPointer) DatumGetPointer(d), tid);
+		}
 	}
 	SPI_finish();
 	stream_internal_end(&internal);
 	return !isnull;
 }
 
-/* Committed offset of (group, topic, partition); false when none. */
+/* run_int8_tid for queries of one int8 column. */
+static bool
+run_int8(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
+		 bool fresh, bool write, int64 *out)
+{
+	return run_int8_tid(plan, sql, nargs, types, args, fresh, write, out, NULL);
+}
+
+/*
+ * Committed offset of (group, topic, partition); false when none.  *tid is
+ * where the row's newest version is (invalid when there is none).
+ */
 bool
-stream_load_committed(const char *group, int32 topic_id, int32 partition, int64 *offset)
+stream_load_committed(const char *group, int32 topic_id, int32 partition, int64 *offset,
+					  ItemPointer tid)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {TEXTOID, INT4OID, INT4OID};
@@ -89,49 +129,89 @@ stream_load_committed(const char *group, int32 topic_id, int32 partition, int64 
 	args[0] = CStringGetTextDatum(group);
 	args[1] = Int32GetDatum(topic_id);
 	args[2] = Int32GetDatum(partition);
-	return run_int8(&plan,
-					"SELECT committed_offset FROM stream._offsets "
-					"WHERE group_name = $1 AND topic_id = $2 AND partition = $3",
-					3, types, args, true, false, offset);
+	ItemPointerSetInvalid(tid);
+	return run_int8_tid(&plan,
+						"SELECT committed_offset, ctid FROM stream._offsets "
+						"WHERE group_name = $1 AND topic_id = $2 AND partition = $3",
+						3, types, args, true, false, offset, tid);
+}
+
+/* Prune the page of stream._offsets that holds tid, if it needs it. */
+static void
+prune_offsets_page(ItemPointer tid)
+{
+	Oid			relid = get_relname_relid("_offsets", get_namespace_oid("stream", false));
+	Relation	rel;
+	BlockNumber block = ItemPointerGetBlockNumber(tid);
+
+	if (!OidIsValid(relid))
+		return;
+	/* the lock the UPDATE takes next anyway */
+	rel = table_open(relid, RowExclusiveLock);
+	if (block < RelationGetNumberOfBlocks(rel))
+	{
+		Buffer		buf = ReadBuffer(rel, block);
+
+		heap_page_prune_opt(rel, buf);
+		ReleaseBuffer(buf);
+	}
+	table_close(rel, NoLock);
 }
 
 /*
- * Store a committed offset in the current transaction.  The catalog has no
- * foreign keys (see stream._partitions in sql/stream.sql): a new row locks
- * its partition row FOR KEY SHARE as a key would, so that it cannot outlive
- * a concurrent drop_topic; an update of an existing row needs no lock (the
- * drop deletes that row, which the update waits for).
+ * Store a committed offset in the current transaction.  *tid: where the
+ * row's newest version was (or invalid), and on return where it is now.
+ * The catalog has no foreign keys (see stream._partitions in
+ * sql/stream.sql): a new row locks its partition row FOR KEY SHARE as a key
+ * would, so that it cannot outlive a concurrent drop_topic; an update of an
+ * existing row needs no lock (the drop deletes that row, which the update
+ * waits for).
  */
 void
-stream_store_committed(const char *group, int32 topic_id, int32 partition, int64 offset)
+stream_store_committed(const char *group, int32 topic_id, int32 partition, int64 offset,
+					   ItemPointer tid)
 {
+	static SPIPlanPtr tid_plan = NULL;
 	static SPIPlanPtr update_plan = NULL;
 	static SPIPlanPtr insert_plan = NULL;
-	Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT8OID};
-	Datum		args[4];
+	Oid			types[5] = {TEXTOID, INT4OID, INT4OID, INT8OID, TIDOID};
+	Datum		args[5];
 	int64		dummy;
 
 	args[0] = CStringGetTextDatum(group);
 	args[1] = Int32GetDatum(topic_id);
 	args[2] = Int32GetDatum(partition);
 	args[3] = Int64GetDatum(offset);
-	if (run_int8(&update_plan,
-				 "UPDATE stream._offsets "
-				 "SET committed_offset = $4, committed_at = clock_timestamp() "
-				 "WHERE group_name = $1 AND topic_id = $2 AND partition = $3 "
-				 "RETURNING 1::int8",
-				 4, types, args, false, true, &dummy))
+	if (ItemPointerIsValid(tid))
+	{
+		prune_offsets_page(tid);
+		args[4] = PointerGetDatum(tid);
+		/* the key columns too: a TID alone could name a reused slot */
+		if (run_int8_tid(&tid_plan,
+						 "UPDATE stream._offsets "
+						 "SET committed_offset = $4, committed_at = clock_timestamp() "
+						 "WHERE ctid = $5 AND group_name = $1 AND topic_id = $2 AND partition = $3 "
+						 "RETURNING 1::int8, ctid",
+						 5, types, args, false, true, &dummy, tid))
+			return;
+	}
+	if (run_int8_tid(&update_plan,
+					 "UPDATE stream._offsets "
+					 "SET committed_offset = $4, committed_at = clock_timestamp() "
+					 "WHERE group_name = $1 AND topic_id = $2 AND partition = $3 "
+					 "RETURNING 1::int8, ctid",
+					 4, types, args, false, true, &dummy, tid))
 		return;
-	if (!run_int8(&insert_plan,
-				  "INSERT INTO stream._offsets AS o "
-				  "(group_name, topic_id, partition, committed_offset, committed_at) "
-				  "SELECT $1, $2, $3, $4, clock_timestamp() FROM stream._partitions p "
-				  "WHERE p.topic_id = $2 AND p.partition = $3 FOR KEY SHARE "
-				  "ON CONFLICT (group_name, topic_id, partition) DO UPDATE "
-				  "SET committed_offset = excluded.committed_offset, "
-				  "committed_at = excluded.committed_at "
-				  "RETURNING 1::int8",
-				  4, types, args, false, true, &dummy))
+	if (!run_int8_tid(&insert_plan,
+					  "INSERT INTO stream._offsets AS o "
+					  "(group_name, topic_id, partition, committed_offset, committed_at) "
+					  "SELECT $1, $2, $3, $4, clock_timestamp() FROM stream._partitions p "
+					  "WHERE p.topic_id = $2 AND p.partition = $3 FOR KEY SHARE "
+					  "ON CONFLICT (group_name, topic_id, partition) DO UPDATE "
+					  "SET committed_offset = excluded.committed_offset, "
+					  "committed_at = excluded.committed_at "
+					  "RETURNING 1::int8, o.ctid",
+					  4, types, args, false, true, &dummy, tid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("partition %d of the topic was dropped while the offset was committed",

@@ -10,16 +10,18 @@
 
 #include "postgres.h"
 
+#include "storage/itemptr.h"
+
 #include "datatype/timestamp.h"
 
 struct StreamTopic;
 
 /* Committed offset of (group, topic, partition); false when none. */
 extern bool stream_load_committed(const char *group, int32 topic_id, int32 partition,
-								  int64 *offset);
+								  int64 *offset, ItemPointer tid);
 /* Store a committed offset in the current transaction. */
 extern void stream_store_committed(const char *group, int32 topic_id, int32 partition,
-								   int64 offset);
+								   int64 offset, ItemPointer tid);
 /* Does the group have any committed offset? */
 extern bool stream_group_has_offsets(const char *group);
 /* Does this incarnation of a topic still exist? */
