@@ -210,3 +210,41 @@ BEGIN
 END
 $$;
 
+
+-- consumer_lag: the owner by a hash join, not a subquery scanning every lock per row
+CREATE OR REPLACE VIEW stream.consumer_lag WITH (security_barrier) AS
+WITH locks AS MATERIALIZED (
+    SELECT DISTINCT ON (l.classid, l.objid) l.classid, l.objid, l.pid
+    FROM pg_catalog.pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 21332 AND l.granted
+      AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+), live AS (
+    SELECT DISTINCT m."group", m.topic_id FROM stream._members() m
+), visible AS MATERIALIZED (
+    SELECT t.topic_id FROM stream._topics t WHERE stream.has_topic_privilege(t.topic, 'any')
+), keys AS (
+    SELECT o.group_name, o.topic_id, o.partition
+    FROM stream._offsets o JOIN visible v ON v.topic_id = o.topic_id
+    UNION
+    SELECT l."group", l.topic_id, p.partition
+    FROM live l JOIN visible v ON v.topic_id = l.topic_id
+    JOIN stream._partitions p ON p.topic_id = l.topic_id
+), owned AS MATERIALIZED (
+    -- a hash join of the lock keys, not a scan of every lock per row
+    SELECT k.group_name, k.topic_id, k.partition, own.pid
+    FROM keys k
+    CROSS JOIN LATERAL stream._owner_lock_key(k.group_name, k.topic_id, k.partition) x
+    LEFT JOIN locks own ON own.classid = x.classid AND own.objid = x.objid
+)
+SELECT k.group_name AS "group", t.topic, k.partition, o.committed_offset, st.end_offset,
+       st.end_offset - o.committed_offset AS lag,
+       k.pid AS owner_pid,
+       o.committed_at,
+       ls.log_start_offset,
+       o.committed_offset < ls.log_start_offset AS below_log_start
+FROM owned k
+JOIN stream._topics t ON t.topic_id = k.topic_id
+CROSS JOIN LATERAL (SELECT stream._partition_start(k.topic_id, k.partition) AS log_start_offset) ls
+LEFT JOIN stream._offsets o
+       ON o.group_name = k.group_name AND o.topic_id = k.topic_id AND o.partition = k.partition
+CROSS JOIN LATERAL stream._partition_state(t.topic, k.partition) st;

@@ -741,7 +741,7 @@ COMMENT ON FUNCTION stream.leave(text, text) IS
 -- member) and the partitions of live members' topics.
 CREATE VIEW stream.consumer_lag WITH (security_barrier) AS
 WITH locks AS MATERIALIZED (
-    SELECT l.classid, l.objid, l.pid
+    SELECT DISTINCT ON (l.classid, l.objid) l.classid, l.objid, l.pid
     FROM pg_catalog.pg_locks l
     WHERE l.locktype = 'advisory' AND l.objsubid = 21332 AND l.granted
       AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
@@ -756,15 +756,20 @@ WITH locks AS MATERIALIZED (
     SELECT l."group", l.topic_id, p.partition
     FROM live l JOIN visible v ON v.topic_id = l.topic_id
     JOIN stream._partitions p ON p.topic_id = l.topic_id
+), owned AS MATERIALIZED (
+    -- a hash join of the lock keys, not a scan of every lock per row
+    SELECT k.group_name, k.topic_id, k.partition, own.pid
+    FROM keys k
+    CROSS JOIN LATERAL stream._owner_lock_key(k.group_name, k.topic_id, k.partition) x
+    LEFT JOIN locks own ON own.classid = x.classid AND own.objid = x.objid
 )
 SELECT k.group_name AS "group", t.topic, k.partition, o.committed_offset, st.end_offset,
        st.end_offset - o.committed_offset AS lag,
-       (SELECT l.pid FROM locks l, stream._owner_lock_key(k.group_name, k.topic_id, k.partition) x
-        WHERE l.classid = x.classid AND l.objid = x.objid LIMIT 1) AS owner_pid,
+       k.pid AS owner_pid,
        o.committed_at,
        ls.log_start_offset,
        o.committed_offset < ls.log_start_offset AS below_log_start
-FROM keys k
+FROM owned k
 JOIN stream._topics t ON t.topic_id = k.topic_id
 CROSS JOIN LATERAL (SELECT stream._partition_start(k.topic_id, k.partition) AS log_start_offset) ls
 LEFT JOIN stream._offsets o
