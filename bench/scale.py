@@ -565,7 +565,7 @@ def report_inval(d):
     head = ""
     if f:
         u = f["us_per_topic"]
-        head = ("one session publishing one message to each of %d topics (one transaction per pass), backend CPU "
+        head = ("one session publishing one message to each of %d topics (200 per transaction), backend CPU "
                 "per topic: %.1f us when nothing changed, %.1f us after an alter_topic of another topic, %.1f us "
                 "after a segment roll of another topic: each catalog change costs every backend about %.0f us "
                 "per topic it publishes to next\n\n" % (f["topics"], u["none"], u["alter"], u["roll"],
@@ -1128,12 +1128,16 @@ def report_retained(d):
     rows.append(["publish, 1 msg/xact, %d clients (msg/s)" % p["clients"], fmt_int(pub_s), fmt_int(pub_b), fmt_f(pub_b / pub_s)])
     pub_s, pub_b = [median([x["cpu_us"] for x in d["publish"][t]]) for t in (small, big)]
     rows.append(["publish: backend CPU us per message", fmt_f(pub_s, 0), fmt_f(pub_b, 0), fmt_f(pub_b / pub_s)])
-    for key, name in (("poll_tail", "poll 1000/call, newest %d (msg/s)" % p["read"]),
-                      ("poll_head", "poll 1000/call, oldest %d (msg/s)" % p["read"])):
+    for key, name in (("poll_tail", "poll 1000/call, newest %d" % p["read"]),
+                      ("poll_head", "poll 1000/call, oldest %d" % p["read"])):
         a_, b_ = median([x["msg_s"] for x in d[key][small]]), median([x["msg_s"] for x in d[key][big]])
-        rows.append([name, fmt_int(a_), fmt_int(b_), fmt_f(b_ / a_)])
+        rows.append([name + " (msg/s)", fmt_int(a_), fmt_int(b_), fmt_f(b_ / a_)])
+        a_, b_ = median([x["cpu_us_per_msg"] for x in d[key][small]]), median([x["cpu_us_per_msg"] for x in d[key][big]])
+        rows.append(["  backend CPU us per message", fmt_f(a_), fmt_f(b_), fmt_f(b_ / a_)])
     a_, b_ = median([x["us_per_poll"] for x in d["poll_small"][small]]), median([x["us_per_poll"] for x in d["poll_small"][big]])
     rows.append(["poll 1/call (us per poll)", fmt_f(a_, 0), fmt_f(b_, 0), fmt_f(b_ / a_)])
+    a_, b_ = median([x["cpu_us"] for x in d["poll_small"][small]]), median([x["cpu_us"] for x in d["poll_small"][big]])
+    rows.append(["  backend CPU us per poll", fmt_f(a_, 0), fmt_f(b_, 0), fmt_f(b_ / a_)])
     a_, b_ = d["views"][small]["partitions_s"], d["views"][big]["partitions_s"]
     rows.append(["SELECT * FROM stream.partitions WHERE topic = .. (s)", fmt_f(a_, 3), fmt_f(b_, 3), fmt_f(b_ / a_, 0)])
     load = d.get("load", {})
@@ -1666,19 +1670,20 @@ def plots(allr, sections=None):
         made.append("scale-size.png")
     if want("concurrency") and allr["concurrency"]["points"]:
         d = allr["concurrency"]["points"]
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
         xs = [p["clients"] for p in d]
-        for key, lab, st in (("insert", "INSERT into one table", "o--"), ("publish-1p", "publish, 1 partition", "o-"),
-                             ("publish-32p", "publish, 32 partitions", "s-")):
-            ax.plot(xs, [median([x["rate"] for x in p["runs"][key]]) for p in d], st, label=lab)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(xs)
-        ax.set_xticklabels([str(x) for x in xs])
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("clients (pgbench -c N -j 2)")
-        ax.set_ylabel("msg/s (median)")
-        ax.set_title("publishers, 1 message per transaction, durable commits")
-        ax.legend(fontsize=8)
+        for ax, metric, yl in ((axes[0], "rate", "msg/s (median)"), (axes[1], "cpu_us", "backend CPU us per message (median)")):
+            for key, lab, st in (("insert", "INSERT into one table", "o--"), ("publish-1p", "publish, 1 partition", "o-"),
+                                 ("publish-32p", "publish, 32 partitions", "s-")):
+                ax.plot(xs, [median([x[metric] for x in p["runs"][key]]) for p in d], st, label=lab)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs)
+            ax.set_xticklabels([str(x) for x in xs])
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("clients (pgbench -c N -j 2)")
+            ax.set_ylabel(yl)
+            ax.set_title("publishers, 1 message per transaction, durable commits")
+            ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(os.path.join(PLOTS, "scale-concurrency.png"), dpi=90)
         made.append("scale-concurrency.png")
