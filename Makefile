@@ -6,7 +6,8 @@ MODULE_big = stream
 OBJS = src/stream.o src/lso.o src/partitioner.o src/topic.o src/storage.o \
        src/publish.o src/read.o src/roller.o \
        src/consumer.o src/offsets.o src/retention.o src/trigger.o \
-       src/privileges.o
+       src/privileges.o \
+       src/kafka_wire.o src/kafka_data.o src/kafka_group.o
 
 # sql/stream.sql is the install script of the current version; the install scripts of
 # older versions (the start of the upgrade chain) and every upgrade script are committed.
@@ -17,6 +18,8 @@ REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=$(EXTENSION)
 
 PG_CPPFLAGS = -Wall -Werror -Wno-declaration-after-statement
+# zlib decodes gzip-compressed Kafka record batches
+SHLIB_LINK += -lz
 PG_CONFIG ?= pg_config
 
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/regression.diffs test/regression.out

@@ -23,7 +23,8 @@ PG_BIN=${STREAM_PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=${STREAM_PG_CONFIG:-/usr/bin/pg_config}
 STREAM_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
                  libtap-parser-sourcehandler-pgtap-perl python3-psycopg build-essential
-                 libipc-run-perl)
+                 libipc-run-perl zlib1g-dev kcat python3-confluent-kafka python3-kafka
+                 librdkafka-dev)
 
 note() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
