@@ -76,7 +76,9 @@ stream_env() {
         STREAM_PORT=$(cat "$dir/port")
     fi
     export STREAM_CLUSTER_DIR=$dir STREAM_PGDATA=$dir/data STREAM_PGLOG=$dir/postgres.log
-    export PGHOST=127.0.0.1 PGPORT=$STREAM_PORT PGUSER=postgres PG_BIN
+    # the Kafka listener of the private cluster: 4000 above its PostgreSQL port
+    STREAM_KAFKA_PORT=${STREAM_KAFKA_PORT:-$((STREAM_PORT + 4000))}
+    export PGHOST=127.0.0.1 PGPORT=$STREAM_PORT PGUSER=postgres PG_BIN STREAM_KAFKA_PORT
 }
 
 # True when a postmaster of this cluster is alive. After a reboot postmaster.pid may
@@ -128,6 +130,9 @@ max_prepared_transactions = 10  # tests check that PREPARE TRANSACTION is refuse
 logging_collector = off
 log_line_prefix = '%m [%p] '
 fsync = on
+# Kafka clients (kcat, librdkafka, kafka-python) on 127.0.0.1, acting as postgres
+stream.kafka_port = $STREAM_KAFKA_PORT
+stream.kafka_role = 'postgres'
 EOF
 }
 
