@@ -121,6 +121,7 @@ typedef struct KafkaApi
 	const char *name;
 	KafkaHandler handler;
 	KafkaErrorResponder error;
+	bool		in_xact;		/* runs in a transaction, as stream.kafka_role */
 } KafkaApi;
 
 static KafkaResult kafka_api_versions(KafkaRequest *req, StringInfo out, TimestampTz *wake_at);
@@ -128,18 +129,18 @@ static void kafka_api_versions_error(KafkaRequest *req, StringInfo out, int16 er
 
 /* What we serve, in the versions Debian 12's clients need (newer ones negotiate down). */
 static const KafkaApi kafka_apis[] = {
-	{KAFKA_API_PRODUCE, 3, 7, "Produce", kafka_produce, kafka_produce_error},
-	{KAFKA_API_FETCH, 4, 5, "Fetch", kafka_fetch, kafka_fetch_error},
-	{KAFKA_API_LIST_OFFSETS, 1, 2, "ListOffsets", kafka_list_offsets, kafka_list_offsets_error},
-	{KAFKA_API_METADATA, 0, 4, "Metadata", kafka_metadata, kafka_metadata_error},
-	{KAFKA_API_OFFSET_COMMIT, 2, 7, "OffsetCommit", kafka_offset_commit, kafka_offset_commit_error},
-	{KAFKA_API_OFFSET_FETCH, 1, 5, "OffsetFetch", kafka_offset_fetch, kafka_offset_fetch_error},
-	{KAFKA_API_FIND_COORDINATOR, 0, 2, "FindCoordinator", kafka_find_coordinator, kafka_find_coordinator_error},
-	{KAFKA_API_JOIN_GROUP, 0, 5, "JoinGroup", kafka_join_group, kafka_join_group_error},
-	{KAFKA_API_HEARTBEAT, 0, 3, "Heartbeat", kafka_heartbeat, kafka_heartbeat_error},
-	{KAFKA_API_LEAVE_GROUP, 0, 1, "LeaveGroup", kafka_leave_group, kafka_leave_group_error},
-	{KAFKA_API_SYNC_GROUP, 0, 3, "SyncGroup", kafka_sync_group, kafka_sync_group_error},
-	{KAFKA_API_API_VERSIONS, 0, 3, "ApiVersions", kafka_api_versions, kafka_api_versions_error},
+	{KAFKA_API_PRODUCE, 3, 7, "Produce", kafka_produce, kafka_produce_error, true},
+	{KAFKA_API_FETCH, 4, 5, "Fetch", kafka_fetch, kafka_fetch_error, true},
+	{KAFKA_API_LIST_OFFSETS, 1, 2, "ListOffsets", kafka_list_offsets, kafka_list_offsets_error, true},
+	{KAFKA_API_METADATA, 0, 4, "Metadata", kafka_metadata, kafka_metadata_error, true},
+	{KAFKA_API_OFFSET_COMMIT, 2, 7, "OffsetCommit", kafka_offset_commit, kafka_offset_commit_error, true},
+	{KAFKA_API_OFFSET_FETCH, 1, 5, "OffsetFetch", kafka_offset_fetch, kafka_offset_fetch_error, true},
+	{KAFKA_API_FIND_COORDINATOR, 0, 2, "FindCoordinator", kafka_find_coordinator, kafka_find_coordinator_error, true},
+	{KAFKA_API_JOIN_GROUP, 0, 5, "JoinGroup", kafka_join_group, kafka_join_group_error, true},
+	{KAFKA_API_HEARTBEAT, 0, 3, "Heartbeat", kafka_heartbeat, kafka_heartbeat_error, true},
+	{KAFKA_API_LEAVE_GROUP, 0, 1, "LeaveGroup", kafka_leave_group, kafka_leave_group_error, true},
+	{KAFKA_API_SYNC_GROUP, 0, 3, "SyncGroup", kafka_sync_group, kafka_sync_group_error, true},
+	{KAFKA_API_API_VERSIONS, 0, 3, "ApiVersions", kafka_api_versions, kafka_api_versions_error, false},
 };
 
 static pgsocket listen_socks[MAX_LISTEN_SOCKETS];
@@ -521,10 +522,14 @@ handle_frame(KafkaConn *c, const char *frame, int32 len, TimestampTz received, i
 
 		PG_TRY();
 		{
-			begin_request(api, &save_user, &save_sec);
-			MemoryContextSwitchTo(request_cxt);
+			if (api->in_xact)
+			{
+				begin_request(api, &save_user, &save_sec);
+				MemoryContextSwitchTo(request_cxt);
+			}
 			result = api->handler(&req, &out, &wake_at);
-			end_request(save_user, save_sec);
+			if (api->in_xact)
+				end_request(save_user, save_sec);
 		}
 		PG_CATCH();
 		{

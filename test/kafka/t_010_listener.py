@@ -5,6 +5,7 @@ worker restart.  Raw frames over a socket, so each case is exact.
 Run by scripts/test.sh (suite "kafka"): the private cluster serves Kafka on
 127.0.0.1:$STREAM_KAFKA_PORT for database postgres, acting as role postgres.
 """
+import atexit
 import os
 import socket
 import struct
@@ -21,6 +22,16 @@ t = TAP()
 db = connect("postgres")
 db.execute("SET client_min_messages = warning")
 db.execute("CREATE EXTENSION IF NOT EXISTS stream")
+
+
+def reset_settings():
+    """Undo this test's ALTER SYSTEM, also when it stops half-way."""
+    for name in ("kafka_max_connections", "kafka_max_request_bytes", "kafka_role"):
+        db.execute("ALTER SYSTEM RESET stream.%s" % name)
+    db.execute("SELECT pg_reload_conf()")
+
+
+atexit.register(reset_settings)
 
 
 def kconnect():
