@@ -704,8 +704,13 @@ run_parked(bool all)
 	TimestampTz now = GetCurrentTimestamp();
 	bool		any = false;
 
-	/* parked fetches register again if they park again */
-	stream_wait_unregister_all();
+	/*
+	 * Parked fetches register again if they park again.  A pass over the
+	 * expired ones only keeps the others' waits: expired ones answer, and
+	 * what they leave registered costs a spurious wake-up at most.
+	 */
+	if (all)
+		stream_wait_unregister_all();
 	foreach(lc, conns)
 	{
 		KafkaConn  *c = (KafkaConn *) lfirst(lc);
