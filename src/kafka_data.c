@@ -50,7 +50,10 @@
  * for compacted batches), so a consumer never re-fetches a rolled-back
  * tail.  When only rolled-back offsets lie between fetch_offset and the
  * LSO, the batch is empty (recordCount 0), as Kafka's are when compaction
- * removed every record of one.  Values of jsonb topics are sent as their
+ * removed every record of one; librdkafka moves past it.  kafka-python
+ * 2.0.2 raises IndexError on such a batch, so clients whose id starts with
+ * "kafka-python" get no batch there: they wait at the gap until the next
+ * message is published, whose batch then starts at the gap.  Values of jsonb topics are sent as their
  * text form.  When less than min_bytes is available the request parks:
  * it registers a wait on each of its partitions (the shared-memory signal
  * that wakes SQL long polls) and asks to be called again at its deadline;
@@ -1033,7 +1036,7 @@ jsonb_to_headers(Jsonb *jb, KafkaHeader **out)
  */
 static void
 fetch_partition(StreamTopic *topic, FetchPartition *fp, int64 *total, int32 max_bytes,
-				TupleDesc desc, TupleTableSlot *slot)
+				bool empty_batches, TupleDesc desc, TupleTableSlot *slot)
 {
 	KafkaBatchWriter bw;
 	int64		pos = fp->fetch_offset;
@@ -1132,7 +1135,7 @@ fetch_partition(StreamTopic *topic, FetchPartition *fp, int64 *total, int32 max_
 	}
 	MemoryContextDelete(rowcxt);
 
-	if (covered < fp->fetch_offset)
+	if (covered < fp->fetch_offset || (nrecords == 0 && !empty_batches))
 	{
 		/* nothing at all below the LSO from fetch_offset: no batch */
 		resetStringInfo(&fp->records);
@@ -1188,10 +1191,20 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 	int64		total = 0;
 	bool		any_error = false;
 	bool		all_registered;
+	bool		empty_batches;
 
 	if (!fetch_parse(req, &fr))
 		return KAFKA_CLOSE;
 	stream_check_readable();
+
+	/*
+	 * kafka-python (2.0.2) fails with IndexError on a batch without records
+	 * (its fetcher takes the last record of what it unpacked): it gets no
+	 * batch for a rolled-back tail, and stays at its start until the next
+	 * message, whose batch then covers the gap.
+	 */
+	empty_batches = !(req->client_id != NULL &&
+					  strncmp(req->client_id, "kafka-python", 12) == 0);
 
 	for (t = 0; t < fr.ntopics; t++)
 	{
@@ -1237,7 +1250,7 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 			}
 			if (fr.max_bytes > 0 && total >= fr.max_bytes)
 				continue;
-			fetch_partition(ft->topic, fp, &total, fr.max_bytes, desc, slot);
+			fetch_partition(ft->topic, fp, &total, fr.max_bytes, empty_batches, desc, slot);
 		}
 		if (slot != NULL)
 			ExecDropSingleTupleTableSlot(slot);

@@ -275,6 +275,11 @@ f = c.fetch({"k05_lso": {0: 3}})["k05_lso"][0]
 b = f["batches"][0] if f["batches"] else None
 t.ok(b is not None and b["records"] == [] and b["base_offset"] == 3 and b["last_offset_delta"] == 1
      and b["crc_ok"], "a fetch inside the rolled-back tail gets an empty batch covering 3..4")
+kp = k.Conn(client_id="kafka-python-2.0.2")
+f = kp.fetch({"k05_lso": {0: 3}})["k05_lso"][0]
+t.is_((f["error"], f["records_raw"], f["last_stable_offset"]), (0, b"", 5),
+      "kafka-python (which fails on batches without records) gets no batch there")
+kp.close()
 db.execute("SELECT stream.publish('k05_lso', '6'::jsonb)")           # 5
 f = c.fetch({"k05_lso": {0: 3}})["k05_lso"][0]
 t.is_(([x["offset"] for x in f["records"]], f["batches"][0]["base_offset"]), ([5], 3),
