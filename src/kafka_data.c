@@ -154,6 +154,15 @@ log_start_offset(StreamTopic *topic, int32 partition)
 	return base;
 }
 
+/* An array length where null counts as empty (Max() would read it twice). */
+static int32
+array_len(KafkaReader *r)
+{
+	int32		n = kr_array_len(r);
+
+	return n < 0 ? 0 : n;
+}
+
 /* ================================================================
  * Metadata
  * ================================================================ */
@@ -176,8 +185,11 @@ all_topic_names(void)
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
 
-		names = lappend(names, MemoryContextStrdup(callercxt, name));
+		/* the list must outlive SPI_finish too */
+		names = lappend(names, pstrdup(name));
+		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_finish();
 	stream_internal_end(&internal);
@@ -359,7 +371,7 @@ produce_parse(KafkaRequest *req, ProduceRequest *pr)
 	pr->transactional_id = kr_string(&r);
 	pr->acks = kr_int16(&r);
 	(void) kr_int32(&r);		/* timeout_ms: writes are synchronous */
-	pr->ntopics = Max(kr_array_len(&r), 0);
+	pr->ntopics = array_len(&r);
 	pr->topics = palloc0(sizeof(ProduceTopic) * Max(pr->ntopics, 1));
 	for (t = 0; t < pr->ntopics && !r.error; t++)
 	{
@@ -367,7 +379,7 @@ produce_parse(KafkaRequest *req, ProduceRequest *pr)
 		int32		p;
 
 		pt->name = kr_string(&r);
-		pt->npartitions = Max(kr_array_len(&r), 0);
+		pt->npartitions = array_len(&r);
 		pt->partitions = palloc0(sizeof(ProducePartition) * Max(pt->npartitions, 1));
 		for (p = 0; p < pt->npartitions && !r.error; p++)
 		{
@@ -616,6 +628,7 @@ produce_partition(KafkaRequest *req, StreamTopic *topic, ProducePartition *pp)
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	StreamMessage *volatile msgs = NULL;
+	volatile int current = -1;
 
 	error = kafka_records_decode(pp->records, pp->records_len,
 								 Max((int64) stream_kafka_max_request_bytes,
@@ -640,9 +653,11 @@ produce_partition(KafkaRequest *req, StreamTopic *topic, ProducePartition *pp)
 		msgs = palloc(sizeof(StreamMessage) * nrecs);
 		for (i = 0; i < nrecs; i++)
 		{
+			current = i;
 			record_to_message(topic, &recs[i], i, pp->partition, &msgs[i]);
 			CHECK_FOR_INTERRUPTS();
 		}
+		current = -1;
 		stream_append(topic, msgs, nrecs);
 		pp->base_offset = msgs[0].offset;
 
@@ -664,7 +679,10 @@ produce_partition(KafkaRequest *req, StreamTopic *topic, ProducePartition *pp)
 		pp->error = produce_error_code(edata->sqlerrcode);
 		pp->base_offset = -1;
 		produce_log_refusal(req, topic->name, pp->partition, pp->error,
-							edata->message, edata->detail);
+							current >= 0 ?
+							psprintf("record %d of %d: %s", current, nrecs, edata->message) :
+							edata->message,
+							edata->detail);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -793,7 +811,7 @@ fetch_parse(KafkaRequest *req, FetchRequest *fr)
 	fr->min_bytes = kr_int32(&r);
 	fr->max_bytes = kr_int32(&r);
 	fr->isolation = kr_int8(&r);
-	fr->ntopics = Max(kr_array_len(&r), 0);
+	fr->ntopics = array_len(&r);
 	fr->topics = palloc0(sizeof(FetchTopic) * Max(fr->ntopics, 1));
 	for (t = 0; t < fr->ntopics && !r.error; t++)
 	{
@@ -801,7 +819,7 @@ fetch_parse(KafkaRequest *req, FetchRequest *fr)
 		int32		p;
 
 		ft->name = kr_string(&r);
-		ft->npartitions = Max(kr_array_len(&r), 0);
+		ft->npartitions = array_len(&r);
 		ft->partitions = palloc0(sizeof(FetchPartition) * Max(ft->npartitions, 1));
 		for (p = 0; p < ft->npartitions && !r.error; p++)
 		{
@@ -1298,7 +1316,7 @@ list_offsets_parse(KafkaRequest *req, ListOffsetsRequest *lr)
 
 	(void) kr_int32(&r);		/* replica_id */
 	lr->isolation = (req->api_version >= 2) ? kr_int8(&r) : 0;
-	lr->ntopics = Max(kr_array_len(&r), 0);
+	lr->ntopics = array_len(&r);
 	lr->topics = palloc0(sizeof(ListOffsetsTopic) * Max(lr->ntopics, 1));
 	for (t = 0; t < lr->ntopics && !r.error; t++)
 	{
@@ -1306,7 +1324,7 @@ list_offsets_parse(KafkaRequest *req, ListOffsetsRequest *lr)
 		int32		p;
 
 		lt->name = kr_string(&r);
-		lt->npartitions = Max(kr_array_len(&r), 0);
+		lt->npartitions = array_len(&r);
 		lt->partitions = palloc0(sizeof(ListOffsetsPartition) * Max(lt->npartitions, 1));
 		for (p = 0; p < lt->npartitions && !r.error; p++)
 		{
