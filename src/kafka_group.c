@@ -243,6 +243,15 @@ drop_group(KGroup *g)
 	hash_search(kgroups, name, HASH_REMOVE, NULL);
 }
 
+/* Replace a string the group owns (NULL allowed). */
+static void
+set_group_string(KGroup *g, char **field, const char *value)
+{
+	if (*field != NULL)
+		pfree(*field);
+	*field = value ? MemoryContextStrdup(g->cxt, value) : NULL;
+}
+
 static void
 set_state(KGroup *g, KGroupState state)
 {
@@ -574,11 +583,9 @@ try_complete_join(KGroup *g, TimestampTz now, bool force)
 	g->generation++;
 	if (g->members == NIL)
 	{
-		g->protocol = NULL;
-		if (g->leader)
-			pfree(g->leader);
-		g->leader = NULL;
-		g->protocol_type = NULL;
+		set_group_string(g, &g->protocol, NULL);
+		set_group_string(g, &g->leader, NULL);
+		set_group_string(g, &g->protocol_type, NULL);
 		set_state(g, KG_EMPTY);
 		wake_parked();
 		return;
@@ -588,9 +595,9 @@ try_complete_join(KGroup *g, TimestampTz now, bool force)
 	if (leader == NULL)
 	{
 		leader = (KMember *) linitial(g->members);
-		g->leader = MemoryContextStrdup(g->cxt, leader->member_id);
+		set_group_string(g, &g->leader, leader->member_id);
 	}
-	g->protocol = MemoryContextStrdup(g->cxt, select_protocol(g, leader));
+	set_group_string(g, &g->protocol, select_protocol(g, leader));
 	set_state(g, KG_COMPLETING_REBALANCE);
 	ereport(LOG,
 			(errmsg("stream Kafka group \"%s\": generation %d with %d member%s, protocol \"%s\", leader \"%s\"",
@@ -657,8 +664,8 @@ maintain_group(KGroup *g, TimestampTz now)
 		prepare_rebalance(g, now, "a member's session timed out");
 	if (g->state == KG_PREPARING_REBALANCE)
 		try_complete_join(g, now, now >= g->rebalance_deadline);
-	if (g->state == KG_EMPTY && g->members == NIL && g->protocol_type != NULL)
-		g->protocol_type = NULL;
+	if (g->state == KG_EMPTY && g->members == NIL)
+		set_group_string(g, &g->protocol_type, NULL);
 }
 
 /* A new member id, unique over restarts of the listener. */
@@ -910,8 +917,8 @@ kafka_join_group(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 		return join_error(req, out, KAFKA_MEMBER_ID_REQUIRED, id);
 	}
 
-	if (g->members == NIL || count_members(g) == 0)
-		g->protocol_type = MemoryContextStrdup(g->cxt, j.protocol_type);
+	if (count_members(g) == 0)
+		set_group_string(g, &g->protocol_type, j.protocol_type);
 
 	if (m == NULL || m->pending)
 	{
@@ -924,7 +931,7 @@ kafka_join_group(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 		m->rebalance_timeout_ms = j.rebalance_timeout_ms;
 		set_protocols(g, m, j.nprotocols, j.protocols);
 		if (g->leader == NULL)
-			g->leader = MemoryContextStrdup(g->cxt, m->member_id);
+			set_group_string(g, &g->leader, m->member_id);
 		ereport(LOG,
 				(errmsg("stream Kafka group \"%s\": member \"%s\" joined",
 						g->name, m->member_id)));
