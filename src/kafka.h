@@ -151,9 +151,8 @@ typedef enum KafkaResult
 {
 	KAFKA_RESPOND,				/* send what the handler wrote into out */
 	KAFKA_NO_RESPONSE,			/* send nothing (Produce with acks = 0) */
-	KAFKA_PARK,					/* answer later: call again at *wake_at, when
-								 * the worker's latch is set, or after any
-								 * other request was handled */
+	KAFKA_PARK,					/* answer later: call again at *wake_at or
+								 * when the worker's latch is set */
 	KAFKA_CLOSE					/* close the connection (protocol violation) */
 } KafkaResult;
 
