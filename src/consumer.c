@@ -71,6 +71,7 @@
 #include "utils/tuplestore.h"
 
 #include "consumer.h"
+#include "kafka.h"
 #include "lso.h"
 #include "offsets.h"
 #include "privileges.h"
@@ -347,6 +348,21 @@ join_group(const char *group, StreamTopic *topic)
 	}
 	ms->slot = slot;
 	ms->used = true;
+
+	/*
+	 * Registered first, checked second, while the Kafka coordinator
+	 * publishes its group first and checks SQL members second: of two
+	 * racing joins at least one sees the other.
+	 */
+	if (stream_group_has_kafka_members(group))
+	{
+		leave_membership(ms);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("consumer group \"%s\" has live Kafka members", group),
+				 errdetail("Kafka and SQL consumers share the committed offsets of a group but cannot consume it at the same time."),
+				 errhint("Stop the group's Kafka consumers first, or use another group name.")));
+	}
 
 	wake_group(group, topic->topic_id);
 	return ms;

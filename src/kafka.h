@@ -202,6 +202,16 @@ extern KafkaResult kafka_offset_commit(KafkaRequest *req, StringInfo out, Timest
 extern void kafka_offset_commit_error(KafkaRequest *req, StringInfo out, int16 error);
 extern KafkaResult kafka_offset_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at);
 extern void kafka_offset_fetch_error(KafkaRequest *req, StringInfo out, int16 error);
+/*
+ * Groups with live Kafka members, in shared memory, so that an SQL session
+ * joining one of them is refused (consumer.c), as a Kafka member joining a
+ * group with live SQL members is (kafka_group.c).
+ */
+extern Size kafka_live_groups_shmem_size(void);
+extern void kafka_live_groups_shmem_init(void);
+extern bool stream_group_has_kafka_members(const char *group);
+/* Called by the listener at start: forget what a previous listener left. */
+extern void kafka_group_start(void);
 /* Called by the listener when a connection closes (members it carried). */
 extern void kafka_group_conn_closed(int conn_id);
 /* Called by the listener once per loop: expire sessions, finish rebalances. */

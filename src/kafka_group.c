@@ -82,12 +82,18 @@
  * advisory locks the Kafka coordinator does not take: a JoinGroup is
  * refused with INCONSISTENT_GROUP_PROTOCOL (and the reason is logged) while
  * a live SQL session is a member of the group on any topic, and so is a
- * simple commit.  The SQL side does not know the Kafka coordinator: an SQL
- * session polling a group while Kafka members are live is not refused;
- * do not do that.
+ * simple commit; the other way round, an SQL session's first poll of a
+ * group with live Kafka members fails with 55006 (consumer.c).  For that
+ * the names of the groups that have Kafka members are kept in shared
+ * memory (KLiveGroups).  Each side registers itself before it looks at the
+ * other (a JoinGroup publishes its group name, then checks for SQL
+ * members; an SQL join takes its member slot, then checks the names), so
+ * of two racing joins at least one is refused.
  *
- * Locking: none.  All of this state belongs to the one listener process;
- * handlers and the tick run one at a time in its event loop.
+ * Locking: the groups belong to the one listener process; handlers and the
+ * tick run one at a time in its event loop.  KLiveGroups is written by the
+ * listener and read by SQL sessions joining a group, both under its
+ * spinlock (a scan of at most KAFKA_MAX_LIVE_GROUPS hashes).
  *
  *-------------------------------------------------------------------------
  */
@@ -99,6 +105,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "common/hashfn.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -184,6 +193,122 @@ static uint64 member_seq = 0;
  * ---------------------------------------------------------------------
  */
 
+/* Groups with Kafka members, in shared memory (see the header comment). */
+#define KAFKA_MAX_LIVE_GROUPS 1024
+
+typedef struct KLiveGroup
+{
+	uint32		hash;
+	char		name[STREAM_GROUP_MAXLEN + 1];
+} KLiveGroup;
+
+typedef struct KLiveGroups
+{
+	slock_t		mutex;
+	Oid			dbid;			/* the listener's database */
+	int			n;
+	bool		overflowed;		/* logged once: some groups are not listed */
+	KLiveGroup	groups[KAFKA_MAX_LIVE_GROUPS];
+} KLiveGroups;
+
+static KLiveGroups *live_groups = NULL;
+
+Size
+kafka_live_groups_shmem_size(void)
+{
+	return MAXALIGN(sizeof(KLiveGroups));
+}
+
+/* Create or attach the registry (AddinShmemInitLock held). */
+void
+kafka_live_groups_shmem_init(void)
+{
+	bool		found;
+
+	live_groups = ShmemInitStruct("stream kafka live groups", sizeof(KLiveGroups), &found);
+	if (!found)
+	{
+		SpinLockInit(&live_groups->mutex);
+		live_groups->dbid = InvalidOid;
+		live_groups->n = 0;
+		live_groups->overflowed = false;
+	}
+}
+
+static int
+live_find(const char *name, uint32 hash)
+{
+	int			i;
+
+	for (i = 0; i < live_groups->n; i++)
+		if (live_groups->groups[i].hash == hash &&
+			strcmp(live_groups->groups[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* List or unlist a group name as having Kafka members. */
+static void
+live_set(const char *name, bool live)
+{
+	uint32		hash = hash_bytes((const unsigned char *) name, strlen(name));
+	int			i;
+	bool		overflow = false;
+
+	if (live_groups == NULL)
+		return;
+	SpinLockAcquire(&live_groups->mutex);
+	i = live_find(name, hash);
+	if (live && i < 0)
+	{
+		if (live_groups->n < KAFKA_MAX_LIVE_GROUPS)
+		{
+			KLiveGroup *lg = &live_groups->groups[live_groups->n++];
+
+			lg->hash = hash;
+			strlcpy(lg->name, name, sizeof(lg->name));
+		}
+		else if (!live_groups->overflowed)
+			live_groups->overflowed = overflow = true;
+	}
+	else if (!live && i >= 0)
+		live_groups->groups[i] = live_groups->groups[--live_groups->n];
+	SpinLockRelease(&live_groups->mutex);
+	if (overflow)
+		ereport(WARNING,
+				(errmsg("stream Kafka listener: more than %d groups have Kafka members",
+						KAFKA_MAX_LIVE_GROUPS),
+				 errdetail("SQL sessions joining the groups past that number are not refused.")));
+}
+
+/* Does a live Kafka member consume the group (in this database)? */
+bool
+stream_group_has_kafka_members(const char *group)
+{
+	uint32		hash = hash_bytes((const unsigned char *) group, strlen(group));
+	bool		found;
+
+	if (live_groups == NULL)
+		return false;
+	SpinLockAcquire(&live_groups->mutex);
+	found = (live_groups->dbid == MyDatabaseId && live_find(group, hash) >= 0);
+	SpinLockRelease(&live_groups->mutex);
+	return found;
+}
+
+/* The listener starts: nothing it did not list itself is live. */
+void
+kafka_group_start(void)
+{
+	if (live_groups == NULL)
+		return;
+	SpinLockAcquire(&live_groups->mutex);
+	live_groups->n = 0;
+	live_groups->dbid = MyDatabaseId;
+	live_groups->overflowed = false;
+	SpinLockRelease(&live_groups->mutex);
+}
+
 /* Set the worker's latch: the listener then re-runs parked requests. */
 static void
 wake_parked(void)
@@ -239,6 +364,7 @@ drop_group(KGroup *g)
 
 	g->state = KG_DEAD;
 	strlcpy(name, g->name, sizeof(name));
+	live_set(name, false);
 	MemoryContextDelete(g->cxt);
 	hash_search(kgroups, name, HASH_REMOVE, NULL);
 }
@@ -365,6 +491,8 @@ remove_member(KGroup *g, KMember *m, const char *why)
 	pfree(m->member_id);
 	pfree(m->client_id);
 	pfree(m);
+	if (g->members == NIL)
+		live_set(g->name, false);
 }
 
 /* Replace a member's protocols with those of a JoinGroup. */
@@ -850,8 +978,32 @@ join_rerun(KafkaRequest *req, StringInfo out, TimestampTz *wake_at, JoinRequest 
 	return KAFKA_PARK;
 }
 
+static KafkaResult join_group(KafkaRequest *req, StringInfo out, TimestampTz *wake_at,
+							  JoinRequest *jp);
+
+/*
+ * JoinGroup: list the group as live before looking for SQL members (see the
+ * header comment), and unlist it again unless it ends up with members.
+ */
 KafkaResult
 kafka_join_group(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
+{
+	JoinRequest j;
+	KafkaResult result;
+	KGroup	   *g;
+
+	memset(&j, 0, sizeof(j));
+	result = join_group(req, out, wake_at, &j);
+	if (j.group_id != NULL && stream_name_is_valid(j.group_id))
+	{
+		g = find_group(j.group_id, false);
+		live_set(j.group_id, g != NULL && g->members != NIL);
+	}
+	return result;
+}
+
+static KafkaResult
+join_group(KafkaRequest *req, StringInfo out, TimestampTz *wake_at, JoinRequest *jp)
 {
 	JoinRequest j;
 	KGroup	   *g;
@@ -860,6 +1012,7 @@ kafka_join_group(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 
 	if (!read_join(req, &j))
 		return KAFKA_CLOSE;
+	*jp = j;
 	if (req->attempt > 0)
 		return join_rerun(req, out, wake_at, &j, now);
 
@@ -878,6 +1031,7 @@ kafka_join_group(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 				 errdetail("Static membership is not supported; unset group.instance.id.")));
 		return join_error(req, out, KAFKA_UNSUPPORTED_VERSION, j.member_id);
 	}
+	live_set(j.group_id, true);
 	if (stream_group_has_sql_members(j.group_id))
 	{
 		ereport(LOG,

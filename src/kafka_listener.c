@@ -841,6 +841,7 @@ stream_kafka_main(Datum arg)
 										ALLOCSET_DEFAULT_SIZES);
 	events = MemoryContextAlloc(TopMemoryContext, sizeof(WaitEvent) * maxevents);
 	stream_waits_outlive_xact = true;
+	kafka_group_start();
 	open_listen_sockets();
 	ereport(LOG,
 			(errmsg("stream Kafka listener serving database \"%s\" as role \"%s\" on %s port %d",

@@ -178,6 +178,7 @@ stream_shmem_request(void)
 #endif
 	RequestAddinShmemSpace(stream_lso_shmem_size());
 	RequestAddinShmemSpace(stream_consumer_shmem_size());
+	RequestAddinShmemSpace(kafka_live_groups_shmem_size());
 	/* 0: partition map (lso.c), 1: group members (consumer.c) */
 	RequestNamedLWLockTranche("stream", 2);
 }
@@ -192,6 +193,7 @@ stream_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	stream_lso_shmem_init();
 	stream_consumer_shmem_init();
+	kafka_live_groups_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

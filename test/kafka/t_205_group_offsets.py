@@ -7,7 +7,8 @@ an SQL commit is what OffsetFetch answers.  Offsets beyond the end (or
 negative) are refused per partition without touching the others; unknown
 topics and partitions are refused; a partition never committed fetches -1.
 While an SQL session is a live member of the group, a Kafka JoinGroup is
-refused (INCONSISTENT_GROUP_PROTOCOL) and so is a simple commit.  With
+refused (INCONSISTENT_GROUP_PROTOCOL) and so is a simple commit; while a
+Kafka member is live, an SQL poll of the group fails with 55006.  With
 stream.kafka_role set to a role without the consume privilege on a topic,
 commits and fetches of that topic answer TOPIC_AUTHORIZATION_FAILED.
 """
@@ -111,7 +112,24 @@ r = c.call(k.sync_group(0, G, 1, mid, [(mid, k.assignment({"k2_offs": [0, 1, 2]}
 t.is_(r["error"], 0, "and syncs")
 r = c.call(k.offset_commit(6, G, 1, mid, {"k2_offs": {1: 3}}))
 t.is_((r, committed(G, 1)), ({("k2_offs", 1): 0}, 3), "the member commits with its generation")
-t.is_(c.call(k.leave_group(1, G, mid)), 0, "and leaves")
+
+# the other way round: while the Kafka member is live, an SQL poll of the group is refused
+import psycopg  # noqa: E402
+try:
+    sql.execute("SELECT * FROM stream.poll(%s, 'k2_offs', 10)", (G,))
+    t.ok(False, "an SQL poll of a group with a live Kafka member is refused")
+except psycopg.Error as e:
+    t.is_(e.sqlstate, "55006", "an SQL poll of a group with a live Kafka member: 55006")
+    t.ok("has live Kafka members" in str(e), "... saying the group has live Kafka members")
+t.is_(sql.execute("SELECT count(*) FROM stream.consumer_lag WHERE \"group\" = %s AND owner_pid IS NOT NULL",
+                  (G,)).fetchone()[0], 0, "... and the refused session owns nothing")
+t.is_(sql.execute("SELECT stream.leave(%s, 'k2_offs')", (G,)).fetchone()[0], False,
+      "... nor is it a member")
+t.is_(c.call(k.leave_group(1, G, mid)), 0, "the Kafka member leaves")
+rows = sql.execute("SELECT partition, min(\"offset\") FROM stream.poll(%s, 'k2_offs', 100) "
+                   "GROUP BY partition ORDER BY partition", (G,)).fetchall()
+t.is_(rows, [(1, 3)], "then SQL polls the group again, from the offset the Kafka member committed")
+sql.execute("SELECT stream.leave(%s, 'k2_offs')", (G,))
 
 r = c.call(k.offset_commit(2, G, -1, "", {"k2_priv": {0: 0}}))
 t.is_(r, {("k2_priv", 0): 0}, "(a simple commit to the other topic, as postgres)")
