@@ -78,6 +78,7 @@ started=$(date +%s)
 SAN_DIR=${STREAM_SANITIZE_DIR:-/tmp/stream-sanitize-$(echo "$STREAM_ROOT" | md5sum | cut -c1-8)}
 SAN_MULTI=${STREAM_SANITIZE_MULTI:-all}
 SAN_SHELL=${STREAM_SANITIZE_SHELL-020_blog_story.sh}  # empty: none
+SAN_KAFKA=${STREAM_SANITIZE_KAFKA-all}  # test/kafka/t_*.py to run, "all", or empty: none
 # t_400 (the SQL fuzzer) is the suite that sends odd values into the C code: more calls
 # than its default 3000 under the sanitizers.
 export FUZZ_CALLS=${FUZZ_CALLS:-10000}
@@ -188,6 +189,10 @@ as_root install -m 755 "$build/sanitize_canary.so" "$SAN_PKGLIB/"
 STREAM_CLUSTER_DIR=$SAN_DIR
 export STREAM_CLUSTER_DIR STREAM_PGDATA=$SAN_DIR/data STREAM_PGLOG=$SAN_DIR/postgres.log
 export PGHOST=127.0.0.1 PGPORT=$STREAM_PORT PGUSER=postgres PG_BIN=$SAN_BIN
+# its Kafka listener, beside the main cluster's (stream_conf reads it)
+STREAM_KAFKA_PORT=$((STREAM_PORT + 4000))
+port_busy "$STREAM_KAFKA_PORT" && die "Kafka port $STREAM_KAFKA_PORT is in use"
+export STREAM_KAFKA_PORT
 san_pg_ctl() { as_pg "$SAN_BIN/pg_ctl" -D "$STREAM_PGDATA" -l "$STREAM_PGLOG" "$@"; }
 as_root rm -rf "$STREAM_PGDATA" "$REPORTS" "$SAN_DIR/run" "$STREAM_PGLOG"
 as_root mkdir -p "$REPORTS" "$SAN_DIR/run" "$STREAM_PGDATA"
@@ -299,6 +304,22 @@ if recreate_db stream_multi stream; then
     run multi prove -v --exec /usr/bin/python3 "${multi[@]}"
 else
     record multi FAILED
+fi
+
+header "Kafka clients (database postgres): $SAN_KAFKA"
+if [ "$SAN_KAFKA" = all ]; then
+    kafka=(test/kafka/t_*.py)
+else
+    kafka=()
+    for t in $SAN_KAFKA; do kafka+=("test/kafka/$t"); done
+fi
+if [ ${#kafka[@]} -gt 0 ]; then
+    wait_ready || true
+    if "${psql[@]}" -d postgres -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS stream"; then
+        run kafka prove -v --exec /usr/bin/python3 "${kafka[@]}"
+    else
+        record kafka FAILED
+    fi
 fi
 
 header "shell (prove, test/shell): $SAN_SHELL"

@@ -73,6 +73,19 @@ else
     echo "skipped: no test/multi/t_*.py"
 fi
 
+header "Kafka clients (prove, test/kafka/t_*.py, kcat/librdkafka/kafka-python on 127.0.0.1:$STREAM_KAFKA_PORT, database postgres)"
+kafka=(test/kafka/t_*.py)
+if [ ${#kafka[@]} -gt 0 ]; then
+    # the listener serves stream.database (postgres); the tests drop their own topics
+    if "${psql[@]}" -d postgres -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS stream"; then
+        run kafka prove -v --exec /usr/bin/python3 "${kafka[@]}" || true
+    else
+        record kafka FAILED
+    fi
+else
+    echo "skipped: no test/kafka/t_*.py"
+fi
+
 header "shell (prove, test/shell/*.sh)"
 shell=(test/shell/*.sh)
 if [ ${#shell[@]} -gt 0 ]; then
@@ -87,7 +100,7 @@ fi
 header "sanitizers (scripts/sanitize.sh, short)"
 if [ -z "${STREAM_SKIP_SANITIZE:-}" ]; then
     run sanitize env STREAM_SANITIZE_MULTI="t_050_storm.py t_130_exactly_once.py t_170_commit_writes.py t_400_fuzz.py" \
-        STREAM_SANITIZE_SHELL="" FUZZ_CALLS=2000 bash scripts/sanitize.sh || true
+        STREAM_SANITIZE_SHELL="" STREAM_SANITIZE_KAFKA="t_010_listener.py" FUZZ_CALLS=2000 bash scripts/sanitize.sh || true
 else
     echo "skipped: STREAM_SKIP_SANITIZE is set"
 fi

@@ -162,7 +162,10 @@ typedef enum KafkaResult
  * *wake_at says when to call again at the latest (the call after that one
  * has req->expired set and must answer).  A parked handler is called again
  * with the same request bytes and attempt incremented; it must be safe to
- * re-run.
+ * re-run.  Parked requests are re-run when the worker's latch is set: by a
+ * commit to a partition a parked Fetch registered a wait on, or by a
+ * handler that changed something a parked request waits for (it calls
+ * SetLatch(MyLatch)).
  */
 typedef KafkaResult (*KafkaHandler) (KafkaRequest *req, StringInfo out,
 									 TimestampTz *wake_at);

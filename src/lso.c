@@ -131,6 +131,7 @@ static HTAB *partition_map = NULL;
 
 static LocalHold *holds = NULL;
 static int	nwaits = 0;			/* registered StreamWaitSlots of this backend */
+bool		stream_waits_outlive_xact = false;	/* set by the Kafka listener */
 
 /* Entries this transaction loaded from its own uncommitted segments. */
 #define MAX_PROVISIONAL 64
@@ -705,8 +706,13 @@ stream_xact_callback(XactEvent event, void *arg)
 			if (nholds > 0)
 				release_all_holds(event == XACT_EVENT_COMMIT ||
 								  event == XACT_EVENT_PARALLEL_COMMIT);
-			/* a long poll interrupted by an error leaves its waits behind */
-			stream_wait_unregister_all();
+			/*
+			 * A long poll interrupted by an error leaves its waits behind.
+			 * The Kafka listener keeps waits of parked fetches across its
+			 * short transactions and unregisters them itself.
+			 */
+			if (!stream_waits_outlive_xact)
+				stream_wait_unregister_all();
 			if (nprovisional > 0)
 				forget_provisional(true);
 			break;

@@ -78,6 +78,7 @@ extern void stream_partition_roll_failed(StreamPartition *part);
  */
 extern bool stream_wait_register(StreamPartition *part);
 extern void stream_wait_unregister_all(void);
+extern bool stream_waits_outlive_xact;
 
 /* Find an existing entry only (no loading); map lock held shared on success. */
 extern StreamPartition *stream_partition_find(Oid dbid, int32 topic_id, int32 partition,

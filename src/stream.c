@@ -24,6 +24,7 @@
 #include "utils/guc.h"
 
 #include "consumer.h"
+#include "kafka.h"
 #include "lso.h"
 #include "privileges.h"
 #include "retention.h"
@@ -151,8 +152,11 @@ _PG_init(void)
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
 
+	stream_kafka_define_gucs();
+
 	reserve_guc_prefix();
 	stream_retention_register();
+	stream_kafka_register_worker();
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
