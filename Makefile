@@ -7,7 +7,7 @@ OBJS = src/stream.o src/lso.o src/partitioner.o src/topic.o src/storage.o \
        src/publish.o src/read.o src/roller.o \
        src/consumer.o src/offsets.o src/retention.o src/trigger.o \
        src/privileges.o \
-       src/kafka_wire.o src/kafka_listener.o src/kafka_data.o src/kafka_group.o
+       src/kafka_wire.o src/kafka_listener.o src/kafka_records.o src/kafka_data.o src/kafka_group.o
 
 # sql/stream.sql is the install script of the current version; the install scripts of
 # older versions (the start of the upgrade chain) and every upgrade script are committed.

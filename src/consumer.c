@@ -808,6 +808,16 @@ group_has_members(const char *group)
 	return found;
 }
 
+/*
+ * True when some live SQL session (in this database) is a member of the
+ * group: the Kafka coordinator (kafka_group.c) refuses Kafka members then.
+ */
+bool
+stream_group_has_sql_members(const char *group)
+{
+	return group_has_members(group);
+}
+
 /* Error unless the group is known: committed offsets or live members. */
 static void
 check_group_exists(const char *group)

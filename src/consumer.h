@@ -18,5 +18,6 @@
 extern Size stream_consumer_shmem_size(void);
 extern void stream_consumer_shmem_init(void);
 extern void stream_check_group_name(const char *name);
+extern bool stream_group_has_sql_members(const char *group);
 
 #endif							/* STREAM_CONSUMER_H */
