@@ -203,7 +203,7 @@ def kcat(args, input=None, timeout=60):
 
 def kcat_json(args, timeout=60):
     """kcat -C/-G ... -J: (returncode, [message dicts], stderr)."""
-    r = kcat(list(args) + ["-J"], timeout=timeout)
+    r = kcat(list(args) + ["-J", "-u"], timeout=timeout)
     msgs = [json.loads(line) for line in r.stdout.split("\n") if line.strip()]
     return r.returncode, msgs, r.stderr
 
@@ -219,7 +219,7 @@ def kcat_consume(topic, *extra, timeout=60):
 def ck_conf(**kw):
     conf = {"bootstrap.servers": BOOT, "broker.address.family": "v4",
             "socket.connection.setup.timeout.ms": 10000}
-    conf.update({k.replace("_", "."): v for k, v in kw.items()})
+    conf.update(kw)
     return conf
 
 

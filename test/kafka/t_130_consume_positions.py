@@ -40,7 +40,7 @@ try:
 
     published = []
 
-    def publish_until(done, what, limit=40):
+    def publish_until(done, limit=40):
         """Publish tail-N messages one at a time until done() (bounded)."""
         for _ in range(limit):
             off = admin.execute("SELECT \"offset\" FROM stream.publish(%s, %s::text)",

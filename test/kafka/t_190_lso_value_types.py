@@ -39,13 +39,13 @@ try:
     t.is_((rc, [(o, v) for _, o, _, v in got]), (0, [(0, "c0"), (1, "c1"), (2, "c2")]),
           "kcat -e (read_committed): exactly 0..2, then the end")
     rc, got, err = kcat_consume(T, "-o", "beginning", "-X", "isolation.level=read_uncommitted", "-c", "4",
-                                timeout=5)
+                                timeout=3)
     t.is_([(o, v) for _, o, _, v in got], [(0, "c0"), (1, "c1"), (2, "c2")],
           "kcat read_uncommitted -c 4: only 0..2 come, no 4th message while X is open")
     rc, got, err = kcat_consume(T, "-o", "3")
     t.is_([o for _, o, _, _ in got], [], "kcat -o 3 -e: nothing at or past the LSO")
 
-    c = ck_consumer(**{"fetch.wait.max.ms": 5000})
+    c = ck_consumer(**{"fetch.wait.max.ms": 1000})
     c.assign([tp(T, 0, 0)])
     msgs, errs = ck_drain(c)
     t.is_([m.offset() for m in msgs], [0, 1, 2], "confluent: 0..2 then EOF")
