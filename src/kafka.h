@@ -173,7 +173,8 @@ typedef KafkaResult (*KafkaHandler) (KafkaRequest *req, StringInfo out,
 /*
  * Answer a request whose handler raised an ERROR: write a complete response
  * body carrying error (a retriable code) for every part of the request.
- * Runs outside of any transaction; must not raise.
+ * Runs outside of any transaction; must not raise.  Writing nothing means
+ * the request expects no answer (Produce with acks = 0).
  */
 typedef void (*KafkaErrorResponder) (KafkaRequest *req, StringInfo out, int16 error);
 

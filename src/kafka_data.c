@@ -50,7 +50,10 @@
  * for compacted batches), so a consumer never re-fetches a rolled-back
  * tail.  When only rolled-back offsets lie between fetch_offset and the
  * LSO, the batch is empty (recordCount 0), as Kafka's are when compaction
- * removed every record of one.  Values of jsonb topics are sent as their
+ * removed every record of one; librdkafka moves past it.  kafka-python
+ * 2.0.2 raises IndexError on such a batch, so clients whose id starts with
+ * "kafka-python" get no batch there: they wait at the gap until the next
+ * message is published, whose batch then starts at the gap.  Values of jsonb topics are sent as their
  * text form.  When less than min_bytes is available the request parks:
  * it registers a wait on each of its partitions (the shared-memory signal
  * that wakes SQL long polls) and asks to be called again at its deadline;
@@ -154,6 +157,15 @@ log_start_offset(StreamTopic *topic, int32 partition)
 	return base;
 }
 
+/* An array length where null counts as empty (Max() would read it twice). */
+static int32
+array_len(KafkaReader *r)
+{
+	int32		n = kr_array_len(r);
+
+	return n < 0 ? 0 : n;
+}
+
 /* ================================================================
  * Metadata
  * ================================================================ */
@@ -176,8 +188,11 @@ all_topic_names(void)
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
 
-		names = lappend(names, MemoryContextStrdup(callercxt, name));
+		/* the list must outlive SPI_finish too */
+		names = lappend(names, pstrdup(name));
+		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_finish();
 	stream_internal_end(&internal);
@@ -359,7 +374,7 @@ produce_parse(KafkaRequest *req, ProduceRequest *pr)
 	pr->transactional_id = kr_string(&r);
 	pr->acks = kr_int16(&r);
 	(void) kr_int32(&r);		/* timeout_ms: writes are synchronous */
-	pr->ntopics = Max(kr_array_len(&r), 0);
+	pr->ntopics = array_len(&r);
 	pr->topics = palloc0(sizeof(ProduceTopic) * Max(pr->ntopics, 1));
 	for (t = 0; t < pr->ntopics && !r.error; t++)
 	{
@@ -367,7 +382,7 @@ produce_parse(KafkaRequest *req, ProduceRequest *pr)
 		int32		p;
 
 		pt->name = kr_string(&r);
-		pt->npartitions = Max(kr_array_len(&r), 0);
+		pt->npartitions = array_len(&r);
 		pt->partitions = palloc0(sizeof(ProducePartition) * Max(pt->npartitions, 1));
 		for (p = 0; p < pt->npartitions && !r.error; p++)
 		{
@@ -616,6 +631,7 @@ produce_partition(KafkaRequest *req, StreamTopic *topic, ProducePartition *pp)
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	StreamMessage *volatile msgs = NULL;
+	volatile int current = -1;
 
 	error = kafka_records_decode(pp->records, pp->records_len,
 								 Max((int64) stream_kafka_max_request_bytes,
@@ -640,9 +656,11 @@ produce_partition(KafkaRequest *req, StreamTopic *topic, ProducePartition *pp)
 		msgs = palloc(sizeof(StreamMessage) * nrecs);
 		for (i = 0; i < nrecs; i++)
 		{
+			current = i;
 			record_to_message(topic, &recs[i], i, pp->partition, &msgs[i]);
 			CHECK_FOR_INTERRUPTS();
 		}
+		current = -1;
 		stream_append(topic, msgs, nrecs);
 		pp->base_offset = msgs[0].offset;
 
@@ -664,7 +682,10 @@ produce_partition(KafkaRequest *req, StreamTopic *topic, ProducePartition *pp)
 		pp->error = produce_error_code(edata->sqlerrcode);
 		pp->base_offset = -1;
 		produce_log_refusal(req, topic->name, pp->partition, pp->error,
-							edata->message, edata->detail);
+							current >= 0 ?
+							psprintf("record %d of %d: %s", current, nrecs, edata->message) :
+							edata->message,
+							edata->detail);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -793,7 +814,7 @@ fetch_parse(KafkaRequest *req, FetchRequest *fr)
 	fr->min_bytes = kr_int32(&r);
 	fr->max_bytes = kr_int32(&r);
 	fr->isolation = kr_int8(&r);
-	fr->ntopics = Max(kr_array_len(&r), 0);
+	fr->ntopics = array_len(&r);
 	fr->topics = palloc0(sizeof(FetchTopic) * Max(fr->ntopics, 1));
 	for (t = 0; t < fr->ntopics && !r.error; t++)
 	{
@@ -801,7 +822,7 @@ fetch_parse(KafkaRequest *req, FetchRequest *fr)
 		int32		p;
 
 		ft->name = kr_string(&r);
-		ft->npartitions = Max(kr_array_len(&r), 0);
+		ft->npartitions = array_len(&r);
 		ft->partitions = palloc0(sizeof(FetchPartition) * Max(ft->npartitions, 1));
 		for (p = 0; p < ft->npartitions && !r.error; p++)
 		{
@@ -1015,7 +1036,7 @@ jsonb_to_headers(Jsonb *jb, KafkaHeader **out)
  */
 static void
 fetch_partition(StreamTopic *topic, FetchPartition *fp, int64 *total, int32 max_bytes,
-				TupleDesc desc, TupleTableSlot *slot)
+				bool empty_batches, TupleDesc desc, TupleTableSlot *slot)
 {
 	KafkaBatchWriter bw;
 	int64		pos = fp->fetch_offset;
@@ -1114,7 +1135,7 @@ fetch_partition(StreamTopic *topic, FetchPartition *fp, int64 *total, int32 max_
 	}
 	MemoryContextDelete(rowcxt);
 
-	if (covered < fp->fetch_offset)
+	if (covered < fp->fetch_offset || (nrecords == 0 && !empty_batches))
 	{
 		/* nothing at all below the LSO from fetch_offset: no batch */
 		resetStringInfo(&fp->records);
@@ -1170,10 +1191,20 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 	int64		total = 0;
 	bool		any_error = false;
 	bool		all_registered;
+	bool		empty_batches;
 
 	if (!fetch_parse(req, &fr))
 		return KAFKA_CLOSE;
 	stream_check_readable();
+
+	/*
+	 * kafka-python (2.0.2) fails with IndexError on a batch without records
+	 * (its fetcher takes the last record of what it unpacked): it gets no
+	 * batch for a rolled-back tail, and stays at its start until the next
+	 * message, whose batch then covers the gap.
+	 */
+	empty_batches = !(req->client_id != NULL &&
+					  strncmp(req->client_id, "kafka-python", 12) == 0);
 
 	for (t = 0; t < fr.ntopics; t++)
 	{
@@ -1219,7 +1250,7 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 			}
 			if (fr.max_bytes > 0 && total >= fr.max_bytes)
 				continue;
-			fetch_partition(ft->topic, fp, &total, fr.max_bytes, desc, slot);
+			fetch_partition(ft->topic, fp, &total, fr.max_bytes, empty_batches, desc, slot);
 		}
 		if (slot != NULL)
 			ExecDropSingleTupleTableSlot(slot);
@@ -1298,7 +1329,7 @@ list_offsets_parse(KafkaRequest *req, ListOffsetsRequest *lr)
 
 	(void) kr_int32(&r);		/* replica_id */
 	lr->isolation = (req->api_version >= 2) ? kr_int8(&r) : 0;
-	lr->ntopics = Max(kr_array_len(&r), 0);
+	lr->ntopics = array_len(&r);
 	lr->topics = palloc0(sizeof(ListOffsetsTopic) * Max(lr->ntopics, 1));
 	for (t = 0; t < lr->ntopics && !r.error; t++)
 	{
@@ -1306,7 +1337,7 @@ list_offsets_parse(KafkaRequest *req, ListOffsetsRequest *lr)
 		int32		p;
 
 		lt->name = kr_string(&r);
-		lt->npartitions = Max(kr_array_len(&r), 0);
+		lt->npartitions = array_len(&r);
 		lt->partitions = palloc0(sizeof(ListOffsetsPartition) * Max(lt->npartitions, 1));
 		for (p = 0; p < lt->npartitions && !r.error; p++)
 		{

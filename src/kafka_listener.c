@@ -553,7 +553,8 @@ handle_frame(KafkaConn *c, const char *frame, int32 len, TimestampTz received, i
 			resetStringInfo(&out);
 			/* KAFKA_STORAGE_ERROR: retriable, and clients log it plainly */
 			api->error(&req, &out, KAFKA_KAFKA_STORAGE_ERROR);
-			result = KAFKA_RESPOND;
+			/* an empty answer means none is expected (Produce with acks = 0) */
+			result = (out.len > 0) ? KAFKA_RESPOND : KAFKA_NO_RESPONSE;
 		}
 	}
 
