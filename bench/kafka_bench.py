@@ -14,7 +14,10 @@ database postgres (where the listener serves), KBENCH_MESSAGES_<size> messages
   consume  Kafka: BINARY consume of the Kafka-produced topic from the beginning;
            SQL:   stream.read_bytea of the same topic, 1000 per call, partition after
            partition, one session (binary results, as the Kafka client gets bytes).
-Runs alternate Kafka and SQL (Kafka first on odd runs, SQL first on even ones), with a
+  in-server: the same publish_batch and read_bytea calls made inside the server (a DO
+           block committing after each call; a recursive query), to show what the client
+           costs the SQL figures.
+Runs alternate the order of the sides (Kafka first on odd runs, last on even ones), with a
 CHECKPOINT before each produce.  Prints per-run figures, then medians of messages/s
 and MB/s (payload bytes, 10^6) and the ratio Kafka/SQL.
 """
@@ -78,6 +81,50 @@ def sql_publish(conn, topic, n, size, vals):
     return time.monotonic() - t0, done, done * size
 
 
+def server_publish(conn, topic, n, size):
+    """publish_batch run inside the server (a DO block, COMMIT after each call of
+    BATCH values, as sql_publish): the SQL path without any client in the way."""
+    fresh_topic(conn, topic)
+    conn.execute("CHECKPOINT")
+    t0 = time.monotonic()
+    conn.execute("""
+        DO $$
+        DECLARE
+            tail bytea := substring(convert_to(repeat('abcdefghijklmnopqrstuvwxyz', %(size)s / 26 + 1), 'UTF8')
+                                    FROM 13 FOR greatest(%(size)s - 12, 0));
+            vals bytea[];
+        BEGIN
+            FOR b IN 0 .. (%(n)s - 1) / %(batch)s LOOP
+                SELECT array_agg(convert_to(lpad(i::text, 11, '0'), 'UTF8') || '\\x00'::bytea || tail)
+                  INTO vals
+                  FROM generate_series(b * %(batch)s, least((b + 1) * %(batch)s, %(n)s) - 1) i;
+                PERFORM count(*) FROM stream.publish_batch(%(topic)L, vals);
+                COMMIT;
+            END LOOP;
+        END $$""".replace("%(topic)L", "'%s'" % topic) % {"size": size, "n": n, "batch": BATCH})
+    secs = time.monotonic() - t0
+    got, nbytes = conn.execute("SELECT count(*), sum(length(r.value)) FROM generate_series(0, %s - 1) p, "
+                               "LATERAL stream.read_bytea(%s, p, 0, %s) r", (NP, topic, n)).fetchone()
+    return secs, got, nbytes
+
+
+def server_read(conn, topic, n):
+    """read_bytea inside the server (BATCH per call, partition after partition)."""
+    t0 = time.monotonic()
+    got, nbytes = conn.execute("""
+        WITH RECURSIVE r(p, off, got, nbytes) AS (
+            SELECT p, 0::bigint, 0::bigint, 0::bigint FROM generate_series(0, %s - 1) p
+          UNION ALL
+            SELECT r.p, x.next, r.got + x.c, r.nbytes + x.b
+            FROM r, LATERAL (SELECT count(*) c, coalesce(sum(length(value)), 0) b,
+                                    max("offset") + 1 next
+                             FROM stream.read_bytea(%s, r.p, r.off, %s)) x
+            WHERE x.c > 0)
+        SELECT sum(got)::bigint, sum(nbytes)::bigint FROM r
+        WHERE (p, got) IN (SELECT p, max(got) FROM r GROUP BY p)""", (NP, topic, BATCH)).fetchone()
+    return time.monotonic() - t0, got, nbytes
+
+
 def kafka_consume(conn, topic, n):
     return run_binary("consume", BOOT, topic, NP, n)
 
@@ -111,15 +158,19 @@ def main():
             vals = values(n, size)
             print("\n== %d-byte values, %d messages, %d partitions" % (size, n, NP), flush=True)
             for r in range(1, RUNS + 1):
-                order = ("kafka", "sql") if r % 2 else ("sql", "kafka")
+                order = ("kafka", "sql", "server") if r % 2 else ("server", "sql", "kafka")
                 for op in ("produce", "consume"):
                     for side in order:
                         if op == "produce":
-                            secs, got, nbytes = (kafka_produce(conn, tk, n, size) if side == "kafka"
-                                                 else sql_publish(conn, ts, n, size, vals))
+                            secs, got, nbytes = {
+                                "kafka": lambda: kafka_produce(conn, tk, n, size),
+                                "sql": lambda: sql_publish(conn, ts, n, size, vals),
+                                "server": lambda: server_publish(conn, ts, n, size)}[side]()
                         else:
-                            secs, got, nbytes = (kafka_consume(conn, tk, n) if side == "kafka"
-                                                 else sql_read(conn, tk, n))
+                            secs, got, nbytes = {
+                                "kafka": lambda: kafka_consume(conn, tk, n),
+                                "sql": lambda: sql_read(conn, tk, n),
+                                "server": lambda: server_read(conn, tk, n)}[side]()
                         if got != n:
                             raise RuntimeError("%s %s: %d of %d messages" % (side, op, got, n))
                         mps, mbs = got / secs, nbytes / secs / 1e6
@@ -136,16 +187,21 @@ def main():
             conn.execute("SELECT stream.drop_topic(%s, if_exists => true)", (name,))
 
     print("\nmedians of %d runs (MB/s: payload bytes / 10^6)" % RUNS)
-    print("%-6s %-8s %14s %9s %14s %9s %8s" % ("size", "op", "Kafka msg/s", "MB/s", "SQL msg/s", "MB/s",
-                                             "Kafka/SQL"))
+    print("SQL = one psycopg session (1000 per call and transaction); in-server = the same calls"
+          " in a DO block / recursive query, no client")
+    print("%-6s %-8s %12s %7s %12s %7s %12s %7s %8s %10s" % (
+        "size", "op", "Kafka msg/s", "MB/s", "SQL msg/s", "MB/s", "in-server", "MB/s",
+        "K/SQL", "K/server"))
     for size in SIZES:
-        for op, sqlname in (("produce", "publish_batch"), ("consume", "read")):
-            k = results[(size, op, "kafka")]
-            s = results[(size, op, "sql")]
-            km, kb = statistics.median(x[0] for x in k), statistics.median(x[1] for x in k)
-            sm, sb = statistics.median(x[0] for x in s), statistics.median(x[1] for x in s)
-            print("%-6s %-8s %14.0f %9.1f %14.0f %9.1f %8.2f   (SQL: %s)"
-                  % ("%dB" % size, op, km, kb, sm, sb, km / sm, sqlname))
+        for op, sqlname in (("produce", "publish_batch"), ("consume", "read_bytea")):
+            med = {}
+            for side in ("kafka", "sql", "server"):
+                x = results[(size, op, side)]
+                med[side] = (statistics.median(v[0] for v in x), statistics.median(v[1] for v in x))
+            print("%-6s %-8s %12.0f %7.1f %12.0f %7.1f %12.0f %7.1f %8.2f %10.2f   (SQL: %s)"
+                  % ("%dB" % size, op, med["kafka"][0], med["kafka"][1], med["sql"][0], med["sql"][1],
+                     med["server"][0], med["server"][1], med["kafka"][0] / med["sql"][0],
+                     med["kafka"][0] / med["server"][0], sqlname))
 
 
 if __name__ == "__main__":
