@@ -76,9 +76,12 @@ stream_env() {
         STREAM_PORT=$(cat "$dir/port")
     fi
     export STREAM_CLUSTER_DIR=$dir STREAM_PGDATA=$dir/data STREAM_PGLOG=$dir/postgres.log
-    # the Kafka listener of the private cluster: 4000 above its PostgreSQL port
-    STREAM_KAFKA_PORT=${STREAM_KAFKA_PORT:-$((STREAM_PORT + 4000))}
-    export PGHOST=127.0.0.1 PGPORT=$STREAM_PORT PGUSER=postgres PG_BIN STREAM_KAFKA_PORT
+    # the Kafka listener of the private cluster: 4000 above its PostgreSQL port, unless
+    # STREAM_KAFKA_PORT says otherwise
+    if [ -z "${STREAM_KAFKA_PORT:-}" ] || [ -n "${STREAM_KAFKA_PORT_AUTO:-}" ]; then
+        STREAM_KAFKA_PORT=$((STREAM_PORT + 4000)) STREAM_KAFKA_PORT_AUTO=1
+    fi
+    export PGHOST=127.0.0.1 PGPORT=$STREAM_PORT PGUSER=postgres PG_BIN STREAM_KAFKA_PORT STREAM_KAFKA_PORT_AUTO
 }
 
 # True when a postmaster of this cluster is alive. After a reboot postmaster.pid may
@@ -108,6 +111,7 @@ pick_port() {
                 STREAM_PORT=$p
                 echo "$p" | as_pg tee "$STREAM_CLUSTER_DIR/port" >/dev/null
                 export PGPORT=$p
+                [ -z "${STREAM_KAFKA_PORT_AUTO:-}" ] || export STREAM_KAFKA_PORT=$((p + 4000))
                 return 0
             fi
         done
