@@ -234,6 +234,14 @@ extern int	stream_kafka_max_request_bytes;
 extern const char *kafka_advertised_host(void);
 extern int	kafka_advertised_port(void);
 
+/*
+ * Run fn(arg) in a subtransaction of the request's transaction: true when
+ * it succeeded; otherwise its work is rolled back, the error is returned
+ * in *error (palloc'd; the caller logs it) and the transaction goes on.
+ * Used where one part of a request must not undo or half-write the others.
+ */
+extern bool kafka_in_subxact(void (*fn) (void *arg), void *arg, ErrorData **error);
+
 extern void stream_kafka_define_gucs(void);
 extern void stream_kafka_register_worker(void);
 

@@ -571,12 +571,7 @@ record_to_message(StreamTopic *topic, const KafkaRecord *rec, int index,
 	m->headers = headers_to_jsonb(rec, index, &m->headers_null);
 
 	/* the topic's limit, counted as stream.publish() counts it */
-	if (!m->key_null)
-		size += VARSIZE_ANY_EXHDR(DatumGetPointer(m->key));
-	if (!m->value_null)
-		size += VARSIZE_ANY_EXHDR(DatumGetPointer(m->value));
-	if (!m->headers_null)
-		size += VARSIZE_ANY_EXHDR(DatumGetPointer(m->headers));
+	size = stream_message_bytes(m);
 	if (size > topic->max_message_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -617,6 +612,37 @@ produce_log_refusal(KafkaRequest *req, const char *topic, int32 partition,
 						req->client_id ? req->client_id : "", req->conn_id)));
 }
 
+/* What store_records works on, and how far it got. */
+typedef struct StoreRecords
+{
+	StreamTopic *topic;
+	ProducePartition *pp;
+	KafkaRecord *recs;
+	int			nrecs;
+	int			current;		/* record being converted, or -1 */
+} StoreRecords;
+
+/* Convert and append one partition's records (in a subtransaction). */
+static void
+store_records(void *arg)
+{
+	StoreRecords *sr = (StoreRecords *) arg;
+	StreamMessage *msgs;
+	int			i;
+
+	stream_check_primary("Kafka Produce");
+	msgs = palloc(sizeof(StreamMessage) * sr->nrecs);
+	for (i = 0; i < sr->nrecs; i++)
+	{
+		sr->current = i;
+		record_to_message(sr->topic, &sr->recs[i], i, sr->pp->partition, &msgs[i]);
+		CHECK_FOR_INTERRUPTS();
+	}
+	sr->current = -1;
+	stream_append(sr->topic, msgs, sr->nrecs);
+	sr->pp->base_offset = msgs[0].offset;
+}
+
 /*
  * Store one partition's records in a subtransaction of its own; fill in
  * the partition's error code and base offset.
@@ -624,71 +650,34 @@ produce_log_refusal(KafkaRequest *req, const char *topic, int32 partition,
 static void
 produce_partition(KafkaRequest *req, StreamTopic *topic, ProducePartition *pp)
 {
-	KafkaRecord *recs;
-	int			nrecs;
+	StoreRecords sr = {topic, pp, NULL, 0, -1};
 	const char *why;
 	int16		error;
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	StreamMessage *volatile msgs = NULL;
-	volatile int current = -1;
+	ErrorData  *edata;
 
 	error = kafka_records_decode(pp->records, pp->records_len,
 								 Max((int64) stream_kafka_max_request_bytes,
 									 (int64) topic->max_message_bytes),
-								 &recs, &nrecs, &why);
+								 &sr.recs, &sr.nrecs, &why);
 	if (error != KAFKA_NONE)
 	{
 		pp->error = error;
 		produce_log_refusal(req, topic->name, pp->partition, error, why, NULL);
 		return;
 	}
-	if (nrecs == 0)
+	if (sr.nrecs == 0)
 		return;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		int			i;
-
-		stream_check_primary("Kafka Produce");
-		msgs = palloc(sizeof(StreamMessage) * nrecs);
-		for (i = 0; i < nrecs; i++)
-		{
-			current = i;
-			record_to_message(topic, &recs[i], i, pp->partition, &msgs[i]);
-			CHECK_FOR_INTERRUPTS();
-		}
-		current = -1;
-		stream_append(topic, msgs, nrecs);
-		pp->base_offset = msgs[0].offset;
-
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-
-		pp->error = produce_error_code(edata->sqlerrcode);
-		pp->base_offset = -1;
-		produce_log_refusal(req, topic->name, pp->partition, pp->error,
-							current >= 0 ?
-							psprintf("record %d of %d: %s", current, nrecs, edata->message) :
-							edata->message,
-							edata->detail);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	if (kafka_in_subxact(store_records, &sr, &edata))
+		return;
+	pp->error = produce_error_code(edata->sqlerrcode);
+	pp->base_offset = -1;
+	produce_log_refusal(req, topic->name, pp->partition, pp->error,
+						sr.current >= 0 ?
+						psprintf("record %d of %d: %s", sr.current, sr.nrecs, edata->message) :
+						edata->message,
+						edata->detail);
+	FreeErrorData(edata);
 }
 
 KafkaResult

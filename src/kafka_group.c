@@ -1440,44 +1440,38 @@ write_commit_response(StringInfo out, int16 version, CommitRequest *c, int16 err
 	}
 }
 
+typedef struct StoreArgs
+{
+	const char *group;
+	StreamTopic *topic;
+	int32		partition;
+	int64		offset;
+} StoreArgs;
+
+static void
+store_committed(void *arg)
+{
+	StoreArgs  *a = (StoreArgs *) arg;
+	ItemPointerData tid;
+
+	ItemPointerSetInvalid(&tid);
+	stream_store_committed(a->group, a->topic->topic_id, a->partition, a->offset, &tid);
+}
+
 /* Store one committed offset in a subtransaction; false (logged) on an error. */
 static bool
 store_protected(const char *group, StreamTopic *topic, int32 partition, int64 offset)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
+	StoreArgs	a = {group, topic, partition, offset};
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ItemPointerData tid;
-
-		ItemPointerSetInvalid(&tid);
-		stream_store_committed(group, topic->topic_id, partition, offset, &tid);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ereport(LOG,
-				(errmsg("stream Kafka group \"%s\": commit of partition %d of topic \"%s\" failed: %s",
-						group, partition, topic->name, edata->message)));
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (kafka_in_subxact(store_committed, &a, &edata))
+		return true;
+	ereport(LOG,
+			(errmsg("stream Kafka group \"%s\": commit of partition %d of topic \"%s\" failed: %s",
+					group, partition, topic->name, edata->message)));
+	FreeErrorData(edata);
+	return false;
 }
 
 /* A topic the role may consume, or NULL and the error to answer with. */

@@ -110,9 +110,9 @@ check_headers(StreamTopic *topic, Datum headers)
 				 errhint("Pass headers like '{\"trace-id\": \"abc\"}'::jsonb, or NULL.")));
 }
 
-/* Enforce max_message_bytes over key + value + headers. */
-static void
-check_size(StreamTopic *topic, StreamMessage *m)
+/* Size of a message as max_message_bytes counts it: key + value + headers. */
+int64
+stream_message_bytes(const StreamMessage *m)
 {
 	int64		size = 0;
 
@@ -122,6 +122,15 @@ check_size(StreamTopic *topic, StreamMessage *m)
 		size += VARSIZE_ANY_EXHDR(DatumGetPointer(m->value));
 	if (!m->headers_null)
 		size += VARSIZE_ANY_EXHDR(DatumGetPointer(m->headers));
+	return size;
+}
+
+/* Enforce max_message_bytes over key + value + headers. */
+static void
+check_size(StreamTopic *topic, StreamMessage *m)
+{
+	int64		size = stream_message_bytes(m);
+
 	if (size > topic->max_message_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

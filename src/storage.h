@@ -45,6 +45,7 @@ extern void stream_load_tail(int32 topic_id, int32 partition, int64 *segment,
 							 bool *provisional);
 
 /* publish.c */
+extern int64 stream_message_bytes(const StreamMessage *m);
 extern void stream_publish_value(struct StreamTopic *topic, Datum value, Oid valtype,
 								 bool value_null, text *key, StreamMessage *msg_out);
 
