@@ -822,10 +822,16 @@ update_wait_events(KafkaConn *c)
 
 	if (!c->parked && !c->closing && c->out.len - c->out_pos < MAX_PENDING_OUTPUT)
 		ev |= WL_SOCKET_READABLE;
+	else if (WaitEventSetCanReportClosed())
+	{
+		/*
+		 * Busy: what the client sends next waits in the socket (watching
+		 * for input would spin on it), but a close is noticed.
+		 */
+		ev |= WL_SOCKET_CLOSED;
+	}
 	if (c->out_pos < c->out.len)
 		ev |= WL_SOCKET_WRITEABLE;
-	if (ev == 0)
-		ev = WL_SOCKET_READABLE;	/* notice a close while parked; read later */
 	if (ev != c->wait_events)
 	{
 		ModifyWaitEvent(wait_set, c->wait_pos, ev, NULL);
@@ -915,22 +921,16 @@ stream_kafka_main(Datum arg)
 			{
 				KafkaConn  *c = (KafkaConn *) ev->user_data;
 
+				if (ev->events & WL_SOCKET_CLOSED)
+				{
+					close_conn(c, c->parked ? "closed by the client while its request waited" : NULL);
+					continue;
+				}
 				if ((ev->events & WL_SOCKET_WRITEABLE) && !write_conn(c))
 					continue;
-				if (ev->events & WL_SOCKET_READABLE)
-				{
-					if (c->parked || c->closing)
-					{
-						/* only to notice a close: peek without consuming */
-						char		b;
-
-						if (recv(c->sock, &b, 1, MSG_PEEK) == 0)
-							close_conn(c, NULL);
-						continue;
-					}
-					if (!read_conn(c))
-						continue;
-				}
+				if ((ev->events & WL_SOCKET_READABLE) && !c->parked && !c->closing &&
+					!read_conn(c))
+					continue;
 				/* answer at once what is ready: most responses fit the socket buffer */
 				if (c->out.len > c->out_pos)
 					(void) write_conn(c);
