@@ -6,8 +6,8 @@
  *
  * Each handler runs in the listener's transaction for the request, as the
  * role stream.kafka_role, and calls the extension's C paths directly:
- * stream_append() to publish, stream_read_partition() to read below the
- * LSO, the offset helpers of offsets.c for ListOffsets.  The role gets
+ * stream_append() to publish, stream_scan_partition() to read below the
+ * LSO (Fetch encodes each row as the scan returns it), the offset helpers of offsets.c for ListOffsets.  The role gets
  * exactly its topic privileges: Metadata lists the topics it holds any
  * privilege on, Produce needs publish, Fetch and ListOffsets consume
  * (TOPIC_AUTHORIZATION_FAILED otherwise).  Topics are never created
@@ -83,6 +83,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -98,9 +99,6 @@
 #include "storage.h"
 #include "stream.h"
 #include "topic.h"
-
-/* Messages read from a partition per call while filling a Fetch response. */
-#define FETCH_READ_CHUNK 500
 
 /* A Fetch that could not register its waits polls at this interval. */
 #define FETCH_FALLBACK_POLL_MS 100
@@ -836,6 +834,40 @@ fetch_parse(KafkaRequest *req, FetchRequest *fr)
 	return true;
 }
 
+/* Bytes of a partition's fields before its records in a Fetch response. */
+static int
+fetch_partition_fields_size(KafkaRequest *req)
+{
+	/* partition, error, high watermark, LSO, [log start], aborted, records' length */
+	return 4 + 2 + 8 + 8 + (req->api_version >= 5 ? 8 : 0) + 4 + 4;
+}
+
+/*
+ * Fill in the fields of a partition reserved at pos (by
+ * fetch_partition_fields_size), its records having been appended after
+ * them (none: empty, not null, records).
+ */
+static void
+fetch_partition_fields(KafkaRequest *req, StringInfo out, int pos, FetchPartition *fp)
+{
+	int			size = fetch_partition_fields_size(req);
+	int32		records_len = out->len - pos - size;
+	StringInfoData f;
+
+	initStringInfo(&f);
+	kw_int32(&f, fp->partition);
+	kw_int16(&f, fp->error);
+	kw_int64(&f, fp->high_watermark);
+	kw_int64(&f, fp->lso);
+	if (req->api_version >= 5)
+		kw_int64(&f, fp->log_start);
+	kw_int32(&f, 0);			/* aborted_transactions: none, ever */
+	kw_int32(&f, records_len);
+	Assert(f.len == size);
+	memcpy(out->data + pos, f.data, size);
+	pfree(f.data);
+}
+
 static void
 fetch_response(KafkaRequest *req, StringInfo out, FetchRequest *fr)
 {
@@ -1019,120 +1051,147 @@ jsonb_to_headers(Jsonb *jb, KafkaHeader **out)
 	return n;
 }
 
+/* The state of one partition's fetch, for fetch_row. */
+typedef struct FetchScan
+{
+	FetchPartition *fp;
+	KafkaBatchWriter bw;
+	int64	   *total;			/* the response's record bytes so far */
+	int32		max_bytes;		/* the response's limit (0: none) */
+	int64		pbytes;			/* the partition's batch bytes so far */
+	int32		nrecords;
+	int64		covered;		/* last offset the batch covers */
+	bool		full;			/* a record did not fit */
+	bool		convert;		/* values are sent in their text form */
+	FmgrInfo	outfn;			/* the value type's output function */
+	MemoryContext rowcxt;		/* per-row garbage: detoasted values, headers */
+} FetchScan;
+
 /*
- * Fill one partition's records: read below the LSO from fetch_offset,
- * encode, stop at the byte limits.  *total counts the response's bytes.
+ * Encode one message straight from the scan's tuple, or refuse it (and end
+ * the scan) when it does not fit the byte limits.
+ */
+static bool
+fetch_row(const StreamScanRow *row, void *arg)
+{
+	FetchScan  *fs = (FetchScan *) arg;
+	FetchPartition *fp = fs->fp;
+	MemoryContext oldcxt;
+	const char *key = NULL;
+	int32		key_len = -1;
+	const char *value = NULL;
+	int32		value_len = -1;
+	KafkaHeader *hs = NULL;
+	int32		nh = 0;
+	int64		tsms;
+	int32		size;
+
+	MemoryContextReset(fs->rowcxt);
+	oldcxt = MemoryContextSwitchTo(fs->rowcxt);
+	if (!row->key_null)
+	{
+		text	   *k = DatumGetTextPP(row->key);
+
+		key = VARDATA_ANY(k);
+		key_len = VARSIZE_ANY_EXHDR(k);
+	}
+	if (!row->value_null)
+	{
+		if (fs->convert)
+		{
+			/* jsonb (any type but text and bytea): its text form */
+			value = OutputFunctionCall(&fs->outfn, row->value);
+			value_len = strlen(value);
+		}
+		else
+		{
+			/* text and bytea: the bytes as stored */
+			struct varlena *val = PG_DETOAST_DATUM_PACKED(row->value);
+
+			value = VARDATA_ANY(val);
+			value_len = VARSIZE_ANY_EXHDR(val);
+		}
+	}
+	if (!row->headers_null)
+		nh = jsonb_to_headers(DatumGetJsonbP(row->headers), &hs);
+	tsms = timestamptz_to_ms(row->published_at);
+
+	size = kafka_record_size(row->offset - fp->fetch_offset,
+							 fs->nrecords == 0 ? 0 : tsms - fs->bw.first_timestamp,
+							 key_len, value_len, hs, nh);
+	/* a partition's first record ignores its limit, the response's first max_bytes */
+	if ((fs->nrecords > 0 && fs->pbytes + size > fp->max_bytes) ||
+		(fs->max_bytes > 0 && *fs->total > 0 && *fs->total + size > fs->max_bytes))
+	{
+		MemoryContextSwitchTo(oldcxt);
+		fs->full = true;
+		return false;
+	}
+	MemoryContextSwitchTo(oldcxt);
+	kafka_batch_add(&fs->bw, row->offset, tsms, key, key_len, value, value_len, hs, nh);
+	fs->nrecords++;
+	fs->pbytes += size;
+	*fs->total += size;
+	fs->covered = row->offset;
+	return true;
+}
+
+/*
+ * Append one partition's records to out: scan below the LSO from
+ * fetch_offset, encoding each row as the scan returns it, until a record
+ * does not fit the byte limits.  *total counts the response's bytes.
  */
 static void
-fetch_partition(StreamTopic *topic, FetchPartition *fp, int64 *total, int32 max_bytes,
-				bool empty_batches, TupleDesc desc, TupleTableSlot *slot)
+fetch_partition(StreamTopic *topic, FetchPartition *fp, StringInfo out, int64 *total,
+				int32 max_bytes, bool empty_batches)
 {
-	KafkaBatchWriter bw;
-	int64		pos = fp->fetch_offset;
-	int64		covered = -1;	/* last offset the batch covers */
-	int64		pbytes = KAFKA_BATCH_HEADER_SIZE;
-	bool		full = false;
-	int32		nrecords = 0;
-	MemoryContext rowcxt;
+	FetchScan	fs;
+	MemoryContext scancxt;
 	MemoryContext oldcxt;
+	int64		next;
+	int64		lso;
 
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "stream kafka fetch rows",
-								   ALLOCSET_DEFAULT_SIZES);
-	kafka_batch_begin(&bw, &fp->records, fp->fetch_offset);
-	while (!full)
+	fs.fp = fp;
+	fs.total = total;
+	fs.max_bytes = max_bytes;
+	fs.pbytes = KAFKA_BATCH_HEADER_SIZE;
+	fs.nrecords = 0;
+	fs.covered = -1;
+	fs.full = false;
+	fs.convert = (topic->value_type != BYTEAOID && topic->value_type != TEXTOID);
+	if (fs.convert)
 	{
-		Tuplestorestate *ts;
-		int64		next;
-		int64		lso;
-		int			count;
+		Oid			func;
+		bool		varlena;
 
-		MemoryContextReset(rowcxt);
-		oldcxt = MemoryContextSwitchTo(rowcxt);
-		ts = tuplestore_begin_heap(false, false, work_mem);
-		count = stream_read_partition(topic, fp->partition, pos, FETCH_READ_CHUNK,
-									  read_mode(topic), ts, desc, &next, &lso, NULL);
-		MemoryContextSwitchTo(oldcxt);
-		fp->lso = Max(fp->lso, lso);
-
-		/* per-row garbage (detoasted values, headers) goes with rowcxt */
-		oldcxt = MemoryContextSwitchTo(rowcxt);
-		while (tuplestore_gettupleslot(ts, true, false, slot))
-		{
-			int64		off;
-			int64		tsms;
-			const char *key = NULL;
-			int32		key_len = -1;
-			const char *value = NULL;
-			int32		value_len = -1;
-			KafkaHeader *hs = NULL;
-			int32		nh = 0;
-			int32		size;
-			bool		isnull;
-			Datum		d;
-
-			off = DatumGetInt64(slot_getattr(slot, 3, &isnull));
-			d = slot_getattr(slot, 4, &isnull);
-			if (!isnull)
-			{
-				text	   *k = DatumGetTextPP(d);
-
-				key = VARDATA_ANY(k);
-				key_len = VARSIZE_ANY_EXHDR(k);
-			}
-			d = slot_getattr(slot, 5, &isnull);
-			if (!isnull)
-			{
-				struct varlena *val = PG_DETOAST_DATUM_PACKED(d);
-
-				value = VARDATA_ANY(val);
-				value_len = VARSIZE_ANY_EXHDR(val);
-			}
-			d = slot_getattr(slot, 6, &isnull);
-			if (!isnull)
-				nh = jsonb_to_headers(DatumGetJsonbP(d), &hs);
-			tsms = timestamptz_to_ms(DatumGetTimestampTz(slot_getattr(slot, 7, &isnull)));
-
-			size = kafka_record_size(off - fp->fetch_offset,
-									 nrecords == 0 ? 0 : tsms - bw.first_timestamp,
-									 key_len, value_len, hs, nh);
-			/* a partition's first record ignores its limit, the response's first max_bytes */
-			if ((nrecords > 0 && pbytes + size > fp->max_bytes) ||
-				(max_bytes > 0 && *total > 0 && *total + size > max_bytes))
-			{
-				full = true;
-				break;
-			}
-			kafka_batch_add(&bw, off, tsms, key, key_len, value, value_len, hs, nh);
-			nrecords++;
-			pbytes += size;
-			*total += size;
-			covered = off;
-		}
-		ExecClearTuple(slot);
-		MemoryContextSwitchTo(oldcxt);
-		tuplestore_end(ts);
-		if (full)
-			break;
-		if (count < FETCH_READ_CHUNK)
-		{
-			/* reached the LSO: the batch covers rolled-back offsets up to it */
-			covered = Max(covered, next - 1);
-			break;
-		}
-		pos = next;
-		CHECK_FOR_INTERRUPTS();
+		getTypeOutputInfo(topic->value_type, &func, &varlena);
+		fmgr_info(func, &fs.outfn);
 	}
-	MemoryContextDelete(rowcxt);
+	scancxt = AllocSetContextCreate(CurrentMemoryContext, "stream kafka fetch scan",
+									ALLOCSET_DEFAULT_SIZES);
+	fs.rowcxt = AllocSetContextCreate(scancxt, "stream kafka fetch row",
+									  ALLOCSET_DEFAULT_SIZES);
+	kafka_batch_begin(&fs.bw, out, fp->fetch_offset);
 
-	if (covered < fp->fetch_offset || (nrecords == 0 && !empty_batches))
+	oldcxt = MemoryContextSwitchTo(scancxt);
+	(void) stream_scan_partition(topic, fp->partition, fp->fetch_offset, PG_INT32_MAX,
+								 fetch_row, &fs, &next, &lso, NULL);
+	MemoryContextSwitchTo(oldcxt);
+	fp->lso = Max(fp->lso, lso);
+	/* reached the LSO: the batch covers rolled-back offsets up to it */
+	if (!fs.full)
+		fs.covered = Max(fs.covered, next - 1);
+	MemoryContextDelete(scancxt);
+
+	if (fs.covered < fp->fetch_offset || (fs.nrecords == 0 && !empty_batches))
 	{
 		/* nothing at all below the LSO from fetch_offset: no batch */
-		resetStringInfo(&fp->records);
-		pfree(bw.rec.data);
+		out->len = fs.bw.start;
+		out->data[out->len] = '\0';
 		return;
 	}
-	kafka_batch_end(&bw, covered);
-	if (nrecords == 0)
+	kafka_batch_end(&fs.bw, fs.covered);
+	if (fs.nrecords == 0)
 		*total += KAFKA_BATCH_HEADER_SIZE;
 }
 
@@ -1195,13 +1254,20 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 	empty_batches = !(req->client_id != NULL &&
 					  strncmp(req->client_id, "kafka-python", 12) == 0);
 
+	/*
+	 * The response is written as the partitions are read (fetch_response's
+	 * layout), each partition's records straight into out after its fixed
+	 * fields, which are filled in afterwards: no copy of the records.
+	 */
+	kw_int32(out, 0);			/* throttle_time_ms */
+	kw_int32(out, fr.ntopics);
 	for (t = 0; t < fr.ntopics; t++)
 	{
 		FetchTopic *ft = &fr.topics[t];
 		int16		topic_error;
-		TupleDesc	desc = NULL;
-		TupleTableSlot *slot = NULL;
 
+		kw_string(out, ft->name ? ft->name : "");
+		kw_int32(out, ft->npartitions);
 		ft->topic = find_topic(ft->name, &topic_error);
 		if (ft->topic != NULL &&
 			!stream_has_privilege(ft->topic, STREAM_PRIV_CONSUME, GetUserId()))
@@ -1209,40 +1275,34 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 			topic_error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
 			ft->topic = NULL;
 		}
-		if (ft->topic != NULL)
-		{
-			desc = read_tupdesc(ft->topic);
-			slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-		}
 		for (p = 0; p < ft->npartitions; p++)
 		{
 			FetchPartition *fp = &ft->partitions[p];
 			int64		end_offset;
+			int			pos = out->len;
 
+			appendStringInfoSpaces(out, fetch_partition_fields_size(req));
 			if (topic_error != KAFKA_NONE)
 				fp->error = topic_error;
 			else if (fp->partition < 0 || fp->partition >= ft->topic->partitions)
 				fp->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
 			if (fp->error != KAFKA_NONE)
-			{
 				any_error = true;
-				continue;
-			}
-			fp->lso = stream_partition_bounds(ft->topic, fp->partition, &end_offset);
-			fp->high_watermark = end_offset;
-			fp->log_start = log_start_offset(ft->topic, fp->partition);
-			if (fp->fetch_offset < fp->log_start || fp->fetch_offset > end_offset)
+			else
 			{
-				fp->error = KAFKA_OFFSET_OUT_OF_RANGE;
-				any_error = true;
-				continue;
+				fp->lso = stream_partition_bounds(ft->topic, fp->partition, &end_offset);
+				fp->high_watermark = end_offset;
+				fp->log_start = log_start_offset(ft->topic, fp->partition);
+				if (fp->fetch_offset < fp->log_start || fp->fetch_offset > end_offset)
+				{
+					fp->error = KAFKA_OFFSET_OUT_OF_RANGE;
+					any_error = true;
+				}
+				else if (fr.max_bytes <= 0 || total < fr.max_bytes)
+					fetch_partition(ft->topic, fp, out, &total, fr.max_bytes, empty_batches);
 			}
-			if (fr.max_bytes > 0 && total >= fr.max_bytes)
-				continue;
-			fetch_partition(ft->topic, fp, &total, fr.max_bytes, empty_batches, desc, slot);
+			fetch_partition_fields(req, out, pos, fp);
 		}
-		if (slot != NULL)
-			ExecDropSingleTupleTableSlot(slot);
 	}
 
 	/* long poll: not enough data, no error, time left */
@@ -1261,11 +1321,11 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 														   FETCH_FALLBACK_POLL_MS));
 			else
 				*wake_at = deadline;
+			resetStringInfo(out);
 			return KAFKA_PARK;
 		}
 	}
 
-	fetch_response(req, out, &fr);
 	return KAFKA_RESPOND;
 }
 

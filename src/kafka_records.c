@@ -454,46 +454,106 @@ kafka_batch_begin(KafkaBatchWriter *bw, StringInfo out, int64 base_offset)
 	bw->max_timestamp = -1;
 	bw->count = 0;
 	bw->last_record_offset = -1;
-	initStringInfo(&bw->rec);
 	/* the header is filled in by kafka_batch_end */
 	appendStringInfoSpaces(out, KAFKA_BATCH_HEADER_SIZE);
 }
 
+/* Write v as an unsigned varint at p; returns the bytes written. */
+static inline int
+put_uvarint(char *p, uint64 v)
+{
+	int			n = 0;
+
+	while (v >= 0x80)
+	{
+		p[n++] = (char) ((v & 0x7f) | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (char) v;
+	return n;
+}
+
+/* Write v as a zigzag varint at p; returns the bytes written. */
+static inline int
+put_varint(char *p, int64 v)
+{
+	return put_uvarint(p, ((uint64) v << 1) ^ (uint64) (v >> 63));
+}
+
+/*
+ * The record is written straight into the output: its body's size is
+ * computed first (as kafka_record_size does), the buffer enlarged once,
+ * then the length and the body written in place.
+ */
 void
 kafka_batch_add(KafkaBatchWriter *bw, int64 offset, int64 timestamp,
 				const char *key, int32 key_len, const char *value, int32 value_len,
 				const KafkaHeader *headers, int32 nheaders)
 {
-	StringInfo	rec = &bw->rec;
+	StringInfo	out = bw->out;
+	int64		timestamp_delta;
+	int32		offset_delta;
+	int64		body;
 	int32		i;
+	char	   *p;
 
 	Assert(offset >= bw->base_offset && offset > bw->last_record_offset);
 	if (bw->count == 0)
 		bw->first_timestamp = timestamp;
 	if (timestamp > bw->max_timestamp)
 		bw->max_timestamp = timestamp;
+	timestamp_delta = timestamp - bw->first_timestamp;
+	offset_delta = (int32) (offset - bw->base_offset);
 
-	resetStringInfo(rec);
-	kw_int8(rec, 0);			/* attributes */
-	kw_varlong(rec, timestamp - bw->first_timestamp);
-	kw_varint(rec, (int32) (offset - bw->base_offset));
-	kw_varint(rec, key_len);
+	body = 1;					/* attributes */
+	body += varint_size(timestamp_delta);
+	body += varint_size(offset_delta);
+	body += varint_size(key_len) + Max(key_len, 0);
+	body += varint_size(value_len) + Max(value_len, 0);
+	body += varint_size(nheaders);
+	for (i = 0; i < nheaders; i++)
+		body += varint_size(headers[i].key_len) + Max(headers[i].key_len, 0) +
+			varint_size(headers[i].value_len) + Max(headers[i].value_len, 0);
+	if (body > MaxAllocSize)
+		elog(ERROR, "stream: Kafka record of " INT64_FORMAT " bytes is too large", body);
+
+	/* the length varint takes at most 5 bytes for a body below 2^35 */
+	enlargeStringInfo(out, (int) body + 5);
+	p = out->data + out->len;
+	p += put_varint(p, body);
+	*p++ = 0;					/* attributes */
+	p += put_varint(p, timestamp_delta);
+	p += put_varint(p, offset_delta);
+	p += put_varint(p, key_len);
 	if (key_len > 0)
-		appendBinaryStringInfo(rec, key, key_len);
-	kw_varint(rec, value_len);
+	{
+		memcpy(p, key, key_len);
+		p += key_len;
+	}
+	p += put_varint(p, value_len);
 	if (value_len > 0)
-		appendBinaryStringInfo(rec, value, value_len);
-	kw_varint(rec, nheaders);
+	{
+		memcpy(p, value, value_len);
+		p += value_len;
+	}
+	p += put_varint(p, nheaders);
 	for (i = 0; i < nheaders; i++)
 	{
-		kw_varint(rec, headers[i].key_len);
-		appendBinaryStringInfo(rec, headers[i].key, headers[i].key_len);
-		kw_varint(rec, headers[i].value_len);
+		p += put_varint(p, headers[i].key_len);
+		if (headers[i].key_len > 0)
+		{
+			memcpy(p, headers[i].key, headers[i].key_len);
+			p += headers[i].key_len;
+		}
+		p += put_varint(p, headers[i].value_len);
 		if (headers[i].value_len > 0)
-			appendBinaryStringInfo(rec, headers[i].value, headers[i].value_len);
+		{
+			memcpy(p, headers[i].value, headers[i].value_len);
+			p += headers[i].value_len;
+		}
 	}
-	kw_varint(bw->out, rec->len);
-	appendBinaryStringInfo(bw->out, rec->data, rec->len);
+	out->len = p - out->data;
+	out->data[out->len] = '\0';
 	bw->count++;
 	bw->last_record_offset = offset;
 }
@@ -526,5 +586,4 @@ kafka_batch_end(KafkaBatchWriter *bw, int64 last_offset)
 	put_uint32(b + BATCH_CRC_POS,
 			   kafka_crc32c(b + BATCH_ATTR_POS, bw->out->len - bw->start - BATCH_ATTR_POS));
 	pfree(hdr.data);
-	pfree(bw->rec.data);
 }

@@ -62,7 +62,6 @@ typedef struct KafkaBatchWriter
 	int64		max_timestamp;
 	int32		count;
 	int64		last_record_offset;
-	StringInfoData rec;			/* scratch for one record's body */
 } KafkaBatchWriter;
 
 extern void kafka_batch_begin(KafkaBatchWriter *bw, StringInfo out, int64 base_offset);

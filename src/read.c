@@ -3,8 +3,9 @@
  * read.c
  *	  Reading a partition up to its last stable offset.
  *
- * stream_read_partition() is the one read path (stream.read() today, poll
- * later): compute the partition's LSO from shared memory, then take a
+ * stream_scan_partition() is the one read path (stream_read_partition()
+ * for read and poll, which fills a tuplestore; Kafka's Fetch, which
+ * encodes each row as the scan returns it): compute the partition's LSO from shared memory, then take a
  * fresh snapshot, then range-scan the segments' offset indexes from the
  * requested offset, stopping below the LSO.  The order matters (see
  * lso.c): every offset below an LSO computed first belongs to a
@@ -38,6 +39,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "lso.h"
@@ -113,20 +115,25 @@ output_value(StreamTopic *topic, StreamValueMode mode, Datum value, FmgrInfo *ou
 }
 
 /*
- * Append to tupstore the messages of one partition from offset on, below
- * its LSO, at most max_messages.  Returns the number of messages added
- * and sets *next to the offset after the last one returned (or offset),
- * and *lso_out (if not NULL) to the LSO the read stopped at.  With
- * log_start_out, the partition's log start offset is returned there (-1
- * when unknown) and nothing is read when offset is below it: the caller
- * applies its reset policy.  Without it, a read below the log start simply
- * starts at the first retained message.
+ * Call callback for the messages of one partition from offset on, below
+ * its LSO, at most max_messages, in offset order.  The row handed to the
+ * callback points into the scan's current tuple: its values (possibly
+ * still toasted) are valid during the call only.  A callback returning
+ * false refuses that message and ends the scan: the message is not
+ * counted and *next stays at it.  Returns the number of messages taken
+ * and sets *next to the offset after the last one taken (or offset),
+ * and *lso_out (if not NULL) to the LSO the read stopped at.  When the
+ * scan took everything below the LSO (fewer than max_messages, no
+ * refusal), *next is the LSO: the offsets of rolled-back publishes at the
+ * end are passed.  With log_start_out, the partition's log start offset is
+ * returned there (-1 when unknown) and nothing is read when offset is
+ * below it: the caller applies its reset policy.  Without it, a read below
+ * the log start simply starts at the first retained message.
  */
 int
-stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
-					  int max_messages, StreamValueMode mode,
-					  Tuplestorestate *tupstore, TupleDesc tupdesc, int64 *next,
-					  int64 *lso_out, int64 *log_start_out)
+stream_scan_partition(StreamTopic *topic, int32 partition, int64 offset,
+					  int max_messages, StreamScanCallback callback, void *arg,
+					  int64 *next, int64 *lso_out, int64 *log_start_out)
 {
 	int64		lso;
 	int64		end_offset;
@@ -134,8 +141,7 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 	List	   *segments;
 	ListCell   *lc;
 	int			count = 0;
-	Datum		topic_datum = CStringGetTextDatum(topic->name);
-	FmgrInfo	outfn;
+	bool		refused = false;
 
 	stream_check_readable();
 	*next = offset;
@@ -150,15 +156,6 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 	if (offset >= lso || max_messages <= 0)
 		return 0;
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	if (mode == STREAM_VALUE_TEXT && topic->value_type != TEXTOID)
-	{
-		Oid			func;
-		bool		varlena;
-
-		getTypeOutputInfo(topic->value_type, &func, &varlena);
-		fmgr_info(func, &outfn);
-	}
 
 	segments = stream_cached_segments(topic->topic_id, partition);
 	if (log_start_out && segments != NIL)
@@ -209,35 +206,30 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
-			Datum		values[7];
-			bool		nulls[7];
-			int64		off;
+			StreamScanRow row;
 
 			slot_getallattrs(slot);
-			off = DatumGetInt64(slot->tts_values[Anum_seg_offset - 1]);
-			if (off >= lso)
+			row.offset = DatumGetInt64(slot->tts_values[Anum_seg_offset - 1]);
+			if (row.offset >= lso)
 			{
 				stop = true;
 				break;
 			}
-			values[0] = topic_datum;
-			nulls[0] = false;
-			values[1] = Int32GetDatum(partition);
-			nulls[1] = false;
-			values[2] = Int64GetDatum(off);
-			nulls[2] = false;
-			nulls[3] = slot->tts_isnull[Anum_seg_key - 1];
-			values[3] = nulls[3] ? (Datum) 0 : own_varlena(slot->tts_values[Anum_seg_key - 1]);
-			nulls[4] = slot->tts_isnull[Anum_seg_value - 1];
-			values[4] = nulls[4] ? (Datum) 0 :
-				output_value(topic, mode, slot->tts_values[Anum_seg_value - 1], &outfn);
-			nulls[5] = slot->tts_isnull[Anum_seg_headers - 1];
-			values[5] = nulls[5] ? (Datum) 0 : own_varlena(slot->tts_values[Anum_seg_headers - 1]);
-			values[6] = slot->tts_values[Anum_seg_published_at - 1];
-			nulls[6] = false;
-			tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+			row.key_null = slot->tts_isnull[Anum_seg_key - 1];
+			row.key = slot->tts_values[Anum_seg_key - 1];
+			row.value_null = slot->tts_isnull[Anum_seg_value - 1];
+			row.value = slot->tts_values[Anum_seg_value - 1];
+			row.headers_null = slot->tts_isnull[Anum_seg_headers - 1];
+			row.headers = slot->tts_values[Anum_seg_headers - 1];
+			row.published_at = DatumGetTimestampTz(slot->tts_values[Anum_seg_published_at - 1]);
+			if (!callback(&row, arg))
+			{
+				refused = true;
+				stop = true;
+				break;
+			}
 
-			*next = off + 1;
+			*next = row.offset + 1;
 			if (++count >= max_messages)
 			{
 				stop = true;
@@ -259,11 +251,82 @@ stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
 	 * a reader that got all it asked for up to the LSO may move past the
 	 * rolled-back offsets at the end (lso.c keeps them from being reused).
 	 */
-	if (count < max_messages && *next < lso)
+	if (!refused && count < max_messages && *next < lso)
 		*next = lso;
 
 	UnregisterSnapshot(snapshot);
 	return count;
+}
+
+/* What stream_read_partition's callback needs. */
+typedef struct ReadToStore
+{
+	StreamTopic *topic;
+	int32		partition;
+	StreamValueMode mode;
+	Datum		topic_datum;
+	FmgrInfo	outfn;
+	Tuplestorestate *tupstore;
+	TupleDesc	tupdesc;
+} ReadToStore;
+
+/* Append one message to the tuplestore, its values detoasted. */
+static bool
+read_to_store(const StreamScanRow *row, void *arg)
+{
+	ReadToStore *rs = (ReadToStore *) arg;
+	Datum		values[7];
+	bool		nulls[7];
+
+	values[0] = rs->topic_datum;
+	nulls[0] = false;
+	values[1] = Int32GetDatum(rs->partition);
+	nulls[1] = false;
+	values[2] = Int64GetDatum(row->offset);
+	nulls[2] = false;
+	nulls[3] = row->key_null;
+	values[3] = nulls[3] ? (Datum) 0 : own_varlena(row->key);
+	nulls[4] = row->value_null;
+	values[4] = nulls[4] ? (Datum) 0 :
+		output_value(rs->topic, rs->mode, row->value, &rs->outfn);
+	nulls[5] = row->headers_null;
+	values[5] = nulls[5] ? (Datum) 0 : own_varlena(row->headers);
+	values[6] = TimestampTzGetDatum(row->published_at);
+	nulls[6] = false;
+	tuplestore_putvalues(rs->tupstore, rs->tupdesc, values, nulls);
+	return true;
+}
+
+/*
+ * Append to tupstore the messages of one partition from offset on, below
+ * its LSO, at most max_messages: stream_scan_partition() (which see for
+ * *next, *lso_out and log_start_out) with values detoasted and converted
+ * per mode, as the SQL functions return them.
+ */
+int
+stream_read_partition(StreamTopic *topic, int32 partition, int64 offset,
+					  int max_messages, StreamValueMode mode,
+					  Tuplestorestate *tupstore, TupleDesc tupdesc, int64 *next,
+					  int64 *lso_out, int64 *log_start_out)
+{
+	ReadToStore rs;
+
+	rs.topic = topic;
+	rs.partition = partition;
+	rs.mode = mode;
+	rs.topic_datum = CStringGetTextDatum(topic->name);
+	rs.tupstore = tupstore;
+	rs.tupdesc = tupdesc;
+	if (mode == STREAM_VALUE_TEXT && topic->value_type != TEXTOID)
+	{
+		Oid			func;
+		bool		varlena;
+
+		getTypeOutputInfo(topic->value_type, &func, &varlena);
+		fmgr_info(func, &rs.outfn);
+	}
+	return stream_scan_partition(topic, partition, offset, max_messages,
+								 read_to_store, &rs, next, lso_out, log_start_out);
 }
 
 /* Validate max_messages for read and poll. */

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "utils/tuplestore.h"
 
 struct StreamTopic;
@@ -28,6 +29,30 @@ extern void stream_check_value_mode(struct StreamTopic *topic, StreamValueMode m
 extern void stream_check_max_messages(int max_messages);
 extern int64 stream_partition_bounds(struct StreamTopic *topic, int32 partition,
 									 int64 *end_offset);
+/*
+ * One message as stream_scan_partition() hands it to its callback: the
+ * values point into the scan's current tuple (they may be toasted) and are
+ * valid during the call only.
+ */
+typedef struct StreamScanRow
+{
+	int64		offset;
+	Datum		key;			/* text */
+	Datum		value;			/* the topic's value type */
+	Datum		headers;		/* jsonb */
+	bool		key_null;
+	bool		value_null;
+	bool		headers_null;
+	TimestampTz published_at;
+} StreamScanRow;
+
+/* Take the message (true), or refuse it and end the scan (false). */
+typedef bool (*StreamScanCallback) (const StreamScanRow *row, void *arg);
+
+extern int	stream_scan_partition(struct StreamTopic *topic, int32 partition,
+								  int64 offset, int max_messages,
+								  StreamScanCallback callback, void *arg,
+								  int64 *next, int64 *lso_out, int64 *log_start_out);
 extern int	stream_read_partition(struct StreamTopic *topic, int32 partition,
 								  int64 offset, int max_messages, StreamValueMode mode,
 								  Tuplestorestate *tupstore, TupleDesc tupdesc,
