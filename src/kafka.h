@@ -229,8 +229,17 @@ extern char *stream_kafka_role;
 extern int	stream_kafka_max_connections;
 extern int	stream_kafka_max_request_bytes;
 
-/* The broker's node id, host and port as told to clients (Metadata, FindCoordinator). */
-#define KAFKA_NODE_ID 0
+/*
+ * The broker's node id, host and port as told to clients (Metadata,
+ * FindCoordinator).  The node id is stream.kafka_node_id, or by default the
+ * server's timeline, so that a promoted standby is a new broker to the
+ * clients: librdkafka keeps its group coordinator connection to a node id it
+ * knows, and would never reach the new primary's coordinator at node 0
+ * again.
+ */
+#define KAFKA_NODE_ID (kafka_node_id())
+extern int32 kafka_node_id(void);
+extern int	stream_kafka_node_id;
 extern const char *kafka_advertised_host(void);
 extern int	kafka_advertised_port(void);
 

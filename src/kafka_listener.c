@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -83,6 +84,10 @@ char	   *stream_kafka_database = NULL;
 char	   *stream_kafka_role = NULL;
 int			stream_kafka_max_connections = 100;
 int			stream_kafka_max_request_bytes = 104857600;
+int			stream_kafka_node_id = -1;
+
+/* The node id told to clients, fixed when the listener starts. */
+static int32 node_id = 0;
 
 #define MAX_LISTEN_SOCKETS 8
 #define RECV_CHUNK 65536
@@ -198,6 +203,13 @@ stream_kafka_define_gucs(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("stream.kafka_node_id",
+							"Sets the broker node id the Kafka listener reports.",
+							"-1 (the default) uses the server's timeline, which changes when a standby is promoted.",
+							&stream_kafka_node_id,
+							-1, -1, PG_INT32_MAX,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("stream.kafka_max_connections",
 							"Sets the maximum number of Kafka client connections.",
 							"Connections past it are closed at once.",
@@ -251,6 +263,12 @@ kafka_advertised_host(void)
 		strcmp(stream_kafka_listen_address, "::") == 0)
 		return "localhost";
 	return stream_kafka_listen_address;
+}
+
+int32
+kafka_node_id(void)
+{
+	return node_id;
 }
 
 int
@@ -880,11 +898,14 @@ stream_kafka_main(Datum arg)
 										ALLOCSET_DEFAULT_SIZES);
 	events = MemoryContextAlloc(TopMemoryContext, sizeof(WaitEvent) * maxevents);
 	stream_waits_outlive_xact = true;
+	/* the worker starts once recovery is over: the timeline is final */
+	node_id = (stream_kafka_node_id >= 0) ? stream_kafka_node_id :
+		(int32) GetWALInsertionTimeLine();
 	kafka_group_start();
 	open_listen_sockets();
 	ereport(LOG,
-			(errmsg("stream Kafka listener serving database \"%s\" as role \"%s\" on %s port %d",
-					db, stream_kafka_role, stream_kafka_listen_address, stream_kafka_port)));
+			(errmsg("stream Kafka listener serving database \"%s\" as role \"%s\" on %s port %d (node id %d)",
+					db, stream_kafka_role, stream_kafka_listen_address, stream_kafka_port, node_id)));
 
 	for (;;)
 	{

@@ -16,7 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "multi"))
 sys.path.insert(0, HERE)
-from lib import TAP, connect, pg_log_path, pg_log_since, wait_until  # noqa: E402
+from lib import TAP, connect, kafka_node_id, pg_log_path, pg_log_since, wait_until  # noqa: E402
 import kafka_raw as k  # noqa: E402
 
 CORRUPT, UNKNOWN_TOPIC, TOO_LARGE, INVALID_ACKS = 2, 3, 10, 21
@@ -80,7 +80,8 @@ def batch(*records, **kw):
 # ---- Metadata ----
 md = c.metadata(None)
 t.ok(all(n in md["topics"] for n in TOPICS), "Metadata v4 with a null list lists every topic")
-t.is_(md["brokers"], [{"node_id": 0, "host": "127.0.0.1", "port": k.PORT, "rack": None}],
+NODE = kafka_node_id(connect("postgres"))
+t.is_(md["brokers"], [{"node_id": NODE, "host": "127.0.0.1", "port": k.PORT, "rack": None}],
       "one broker: the listener itself")
 t.is_(len(md["topics"]["k05_two"]["partitions"]), 2, "k05_two has its 2 partitions")
 md0 = c.metadata(None, version=0)

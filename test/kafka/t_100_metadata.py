@@ -8,9 +8,11 @@ InitProducerId."""
 import json
 
 from kafka_util import BOOT, KPORT, TAP, api_versions, create_topic, drop_all, kcat, raw_connect, setup
+from lib import kafka_node_id  # noqa: E402 (kafka_util puts test/multi on the path)
 
 t = TAP()
 admin = setup(t)
+NODE = kafka_node_id(admin)
 TOPICS = {"k1_meta_a": 1, "k1_meta_b": 3, "k1_meta_c": 8}
 try:
     for name, n in TOPICS.items():
@@ -32,12 +34,12 @@ try:
     t.is_(r.returncode, 0, "kcat -L -J exits 0")
     md = json.loads(r.stdout) if r.returncode == 0 else {}
     brokers = [(b["id"], b["name"]) for b in md.get("brokers", [])]
-    t.is_(brokers, [(0, BOOT)], "kcat -L: one broker, id 0, at %s" % BOOT)
+    t.is_(brokers, [(NODE, BOOT)], "kcat -L: one broker, id %d (the server's timeline), at %s" % (NODE, BOOT))
     ktopics = {tp["topic"]: tp for tp in md.get("topics", [])}
     for name, n in TOPICS.items():
         parts = ktopics.get(name, {}).get("partitions", [])
         t.is_(sorted(p["partition"] for p in parts), list(range(n)), "kcat -L: %s has partitions 0..%d" % (name, n - 1))
-        t.ok(parts and all(p.get("leader") == 0 for p in parts), "kcat -L: %s led by broker 0" % name)
+        t.ok(parts and all(p.get("leader") == NODE for p in parts), "kcat -L: %s led by the broker" % name)
     t.ok(not [n for n in ktopics if n.startswith("k1_") and n not in TOPICS],
          "kcat -L lists no other k1_ topic")
 
@@ -51,13 +53,14 @@ try:
     from confluent_kafka.admin import AdminClient
     ac = AdminClient({"bootstrap.servers": BOOT, "broker.address.family": "v4"})
     cm = ac.list_topics(timeout=15)
-    t.is_([(b.id, b.host, b.port) for b in cm.brokers.values()], [(0, "127.0.0.1", KPORT)],
-          "AdminClient.list_topics: broker 0 at 127.0.0.1:%d" % KPORT)
+    t.is_([(b.id, b.host, b.port) for b in cm.brokers.values()], [(NODE, "127.0.0.1", KPORT)],
+          "AdminClient.list_topics: the broker at 127.0.0.1:%d" % KPORT)
     for name, n in TOPICS.items():
         tm = cm.topics.get(name)
         t.ok(tm is not None and tm.error is None and sorted(tm.partitions) == list(range(n))
-             and all(p.leader == 0 and p.replicas == [0] and p.isrs == [0] for p in tm.partitions.values()),
-             "AdminClient.list_topics: %s, %d partitions, leader/replicas/isrs = broker 0" % (name, n))
+             and all(p.leader == NODE and p.replicas == [NODE] and p.isrs == [NODE]
+                 for p in tm.partitions.values()),
+             "AdminClient.list_topics: %s, %d partitions, leader/replicas/isrs = the broker" % (name, n))
     cm = ac.list_topics(topic="k1_meta_nosuch", timeout=15)
     tm = cm.topics.get("k1_meta_nosuch")
     t.ok(tm is not None and tm.error is not None and tm.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART,
@@ -77,9 +80,9 @@ try:
     ka = KafkaAdminClient(bootstrap_servers=BOOT, api_version_auto_timeout_ms=10000, request_timeout_ms=20000)
     try:
         cl = ka.describe_cluster()
-        t.is_([(b["node_id"], b["host"], b["port"]) for b in cl["brokers"]], [(0, "127.0.0.1", KPORT)],
-              "kafka-python KafkaAdminClient.describe_cluster: broker 0")
-        t.is_(cl.get("controller_id"), 0, "kafka-python: controller is broker 0")
+        t.is_([(b["node_id"], b["host"], b["port"]) for b in cl["brokers"]], [(NODE, "127.0.0.1", KPORT)],
+              "kafka-python KafkaAdminClient.describe_cluster: the broker")
+        t.is_(cl.get("controller_id"), NODE, "kafka-python: the controller is the broker")
         desc = {d["topic"]: d for d in ka.describe_topics(list(TOPICS))}
         t.is_({k: (v["error_code"], len(v["partitions"])) for k, v in desc.items()},
               {k: (0, n) for k, n in TOPICS.items()}, "kafka-python describe_topics: no error, partition counts")

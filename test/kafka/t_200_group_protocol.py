@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "multi"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import TAP, connect, pg_log_path, pg_log_since, wait_until  # noqa: E402
+from lib import TAP, connect, kafka_node_id, pg_log_path, pg_log_since, wait_until  # noqa: E402
 import group_raw as k  # noqa: E402
 
 t = TAP()
@@ -87,9 +87,10 @@ def wait_rebalance(m, what):
 
 # ---- FindCoordinator ----
 c = k.Conn()
+NODE = kafka_node_id(connect("postgres"))
 for v in (0, 1, 2):
     r = c.call(k.find_coordinator(v, "k2_group"))
-    t.ok(r["error"] == 0 and r["node_id"] == 0 and r["port"] == port and r["host"],
+    t.ok(r["error"] == 0 and r["node_id"] == NODE and r["port"] == port and r["host"],
          "FindCoordinator v%d names this broker (%s:%d)" % (v, r["host"], r["port"]))
 r = c.call(k.find_coordinator(2, "k2_tx", key_type=1))
 t.is_(r["error"], k.COORDINATOR_NOT_AVAILABLE, "FindCoordinator of a transaction: not available")

@@ -77,6 +77,15 @@ def pg_ctl(*args):
     subprocess.run(cmd, check=True, cwd="/", stdout=subprocess.DEVNULL)
 
 
+def kafka_node_id(conn):
+    """The broker node id the Kafka listener reports: stream.kafka_node_id, or by default
+    the server's timeline (1 on a cluster that was never promoted)."""
+    return conn.execute(
+        "SELECT CASE WHEN current_setting('stream.kafka_node_id')::int >= 0"
+        " THEN current_setting('stream.kafka_node_id')::int"
+        " ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END").fetchone()[0]
+
+
 class TAP:
     """A TAP producer: ok/is_ print one test line each, exit() prints the plan."""
 
