@@ -77,8 +77,13 @@ try:
          "idempotent producer: a fatal, unsupported-feature error, promptly (%s)" % [str(e) for e in seen][:3])
     r = kcat(["-P", "-t", T, "-X", "enable.idempotence=true", "-X", "message.timeout.ms=15000"], input="idem2\n",
              timeout=60)
-    t.ok(r.returncode not in (0, 124), "kcat -P -X enable.idempotence=true exits non-zero (rc %d: %s)"
-         % (r.returncode, r.stderr.strip()[-200:]))
+    # kcat's exit status after librdkafka's fatal error depends on when the error lands
+    # (before its queue is flushed: non-zero; while terminating: 0 with the message left
+    # undelivered); either way it must not hang and must say it did not deliver
+    t.ok(r.returncode != 124 and (r.returncode != 0 or "not supported" in r.stderr
+                                  or "still in queue" in r.stderr),
+         "kcat -P -X enable.idempotence=true fails or leaves its message undelivered (rc %d: %s)"
+         % (r.returncode, r.stderr.strip()[-300:]))
     t.is_(end_offset(admin, T), before, "nothing was stored by the idempotent producers")
     t.ok(serving(), "the listener still serves")
 
