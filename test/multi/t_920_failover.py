@@ -38,12 +38,6 @@ offset state makes the group miss messages: it waits 15 s for them).
 """
 import json
 import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import traceback
@@ -51,9 +45,9 @@ import traceback
 import psycopg
 
 from lib import TAP, wait_until
+from server_pair import PG_BIN, ServerPair, as_pg, free_ports
 
 t = TAP()
-PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 TOPIC = "fo"
 GROUP = "fo_g"
 PROBE = "fo_probe"     # a group with committed offsets, for the standby probes
@@ -61,62 +55,6 @@ PARTITIONS = 3
 AFTER = 60             # messages each publisher acknowledges after the failover
 TIMEOUT = 30
 WORKERS = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'stream retention worker'"
-
-
-def as_pg(*cmd):
-    """Run a server program as the postgres user; raise with its output on failure."""
-    if os.geteuid() == 0:
-        cmd = ("runuser", "-u", "postgres", "--") + cmd
-    elif pwd.getpwuid(os.geteuid()).pw_name != "postgres":
-        cmd = ("sudo", "-n", "-u", "postgres", "--") + cmd
-    r = subprocess.run(cmd, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("%s failed:\n%s" % (" ".join(cmd), r.stdout))
-    return r.stdout
-
-
-def port_free(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_ports(n):
-    port = int(os.environ.get("STREAM_FAILOVER_PORT") or int(os.environ.get("PGPORT", 5499)) + 1)
-    ports = []
-    while len(ports) < n:
-        if port_free(port):
-            ports.append(port)
-        port += 1
-    return ports
-
-
-class Node:
-    """One server of the pair, in TMP/<name>, logging to TMP/<name>.log."""
-
-    def __init__(self, name, port):
-        self.name, self.port = name, port
-        self.data = os.path.join(TMP, name)
-        self.log = os.path.join(TMP, name + ".log")
-
-    def pg_ctl(self, *args):
-        as_pg(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", *args)
-
-    def connect(self, autocommit=True):
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                               autocommit=autocommit, connect_timeout=10,
-                               application_name="t_920_failover")
-
-    def query(self, sql, args=None):
-        with self.connect() as c:
-            cur = c.execute(sql, args)
-            return cur.fetchall() if cur.description else None
-
-    def log_tail(self, n=15):
-        try:
-            with open(self.log, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
 
 
 def connect_rw(autocommit):
@@ -648,26 +586,9 @@ def main():
     n.close()
 
 
-def cleanup():
-    for node in (STANDBY, PRIMARY):
-        if os.path.exists(os.path.join(node.data, "postmaster.pid")):
-            try:
-                node.pg_ctl("stop", "-m", "immediate")
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-def on_signal(signum, frame):
-    raise SystemExit("killed by signal %d" % signum)
-
-
-TMP = tempfile.mkdtemp(prefix="stream-failover.", dir="/tmp")
-if os.geteuid() == 0:
-    shutil.chown(TMP, "postgres", "postgres")
-PRIMARY, STANDBY = (Node(name, port) for name, port in zip(("primary", "standby"), free_ports(2)))
-signal.signal(signal.SIGTERM, on_signal)
-signal.signal(signal.SIGINT, on_signal)
+PAIR = ServerPair("stream-failover.", "t_920_failover")
+TMP = PAIR.dir
+PRIMARY, STANDBY = (PAIR.node(name, port) for name, port in zip(("primary", "standby"), free_ports(2)))
 started = time.monotonic()
 try:
     main()
@@ -679,6 +600,6 @@ except Exception as err:  # noqa: BLE001 - reported as a failed test, then clean
 finally:
     stop.set()
     resume.set()
-    cleanup()
+    PAIR.cleanup()
 t.diag("ran in %.1f s" % (time.monotonic() - started))
 t.exit()

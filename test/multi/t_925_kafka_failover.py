@@ -43,22 +43,15 @@ PGPORT + 4001); the next free ones are taken.
 import json
 import logging
 import os
-import pwd
-import shutil
-import signal
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 import traceback
 
-import psycopg
-
 from lib import TAP, wait_until
+from server_pair import PG_BIN, ServerPair, as_pg, free_ports
 
 t = TAP()
-PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 TOPIC = "kf"
 GROUP = "kf_g"
 PARTITIONS = 3
@@ -71,32 +64,6 @@ try:
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 except ImportError:
     t.skip_all("confluent_kafka is not importable (Debian python3-confluent-kafka, /usr/bin/python3)")
-
-
-def as_pg(*cmd):
-    """Run a server program as the postgres user; raise with its output on failure."""
-    if os.geteuid() == 0:
-        cmd = ("runuser", "-u", "postgres", "--") + cmd
-    elif pwd.getpwuid(os.geteuid()).pw_name != "postgres":
-        cmd = ("sudo", "-n", "-u", "postgres", "--") + cmd
-    r = subprocess.run(cmd, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("%s failed:\n%s" % (" ".join(cmd), r.stdout))
-    return r.stdout
-
-
-def port_free(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_ports(n, port):
-    ports = []
-    while len(ports) < n:
-        if port_free(port):
-            ports.append(port)
-        port += 1
-    return ports
 
 
 def refused(port):
@@ -126,34 +93,6 @@ def serving(port):
             return struct.unpack(">iih", buf[:10]) [1:] == (7, 0)
     except OSError:
         return False
-
-
-class Node:
-    """One server of the pair, in TMP/<name>, logging to TMP/<name>.log."""
-
-    def __init__(self, name, port, kport):
-        self.name, self.port, self.kport = name, port, kport
-        self.data = os.path.join(TMP, name)
-        self.log = os.path.join(TMP, name + ".log")
-
-    def pg_ctl(self, *args):
-        as_pg(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", *args)
-
-    def connect(self):
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                               autocommit=True, connect_timeout=10, application_name="t_925_kafka_failover")
-
-    def query(self, sql, args=None):
-        with self.connect() as c:
-            cur = c.execute(sql, args)
-            return cur.fetchall() if cur.description else None
-
-    def log_tail(self, n=15):
-        try:
-            with open(self.log, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
 
 
 # ---------------------------------------------------------------------------------
@@ -522,32 +461,15 @@ def main():
     n.close()
 
 
-def cleanup():
-    for node in (STANDBY, PRIMARY):
-        if os.path.exists(os.path.join(node.data, "postmaster.pid")):
-            try:
-                node.pg_ctl("stop", "-m", "immediate")
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-def on_signal(signum, frame):
-    raise SystemExit("killed by signal %d" % signum)
-
-
-TMP = tempfile.mkdtemp(prefix="stream-kfailover.", dir="/tmp")
-if os.geteuid() == 0:
-    shutil.chown(TMP, "postgres", "postgres")
-_pgports = free_ports(2, int(os.environ.get("STREAM_FAILOVER_PORT") or int(os.environ.get("PGPORT", 5499)) + 1))
+PAIR = ServerPair("stream-kfailover.", "t_925_kafka_failover")
+TMP = PAIR.dir
+_pgports = free_ports(2)
 _kbase = os.environ.get("STREAM_KFAILOVER_KPORT") or (
     int(os.environ["STREAM_KAFKA_PORT"]) + 1 if os.environ.get("STREAM_KAFKA_PORT")
     else int(os.environ.get("PGPORT", 5499)) + 4001)
 _kports = [p for p in free_ports(4, int(_kbase)) if p not in _pgports][:2]
-PRIMARY, STANDBY = (Node(name, port, kport) for name, port, kport
+PRIMARY, STANDBY = (PAIR.node(name, port, kport=kport) for name, port, kport
                     in zip(("primary", "standby"), _pgports, _kports))
-signal.signal(signal.SIGTERM, on_signal)
-signal.signal(signal.SIGINT, on_signal)
 started = time.monotonic()
 try:
     main()
@@ -557,6 +479,6 @@ except Exception:  # noqa: BLE001 - reported as a failed test, then cleaned up
     for node in (PRIMARY, STANDBY):
         t.diag("---- %s log (tail) ----\n%s" % (node.name, node.log_tail()))
 finally:
-    cleanup()
+    PAIR.cleanup()
 t.diag("ran in %.1f s" % (time.monotonic() - started))
 t.exit()
