@@ -4,11 +4,15 @@ cluster.
 
     pair = ServerPair("stream-failover.", "t_920_failover")
     primary, standby = pair.node("primary", port), pair.node("standby", port2)
+    pair.init_primary(primary, ["stream.database = 'postgres'"])    # initdb, settings, start
+    ...                                                             # e.g. CREATE EXTENSION
+    pair.add_standby(standby, primary, timeout=30)    # pg_basebackup -R, start, synchronous
     ...
     pair.cleanup()       # immediate stop of whatever runs, then remove the directory
 """
 import os
 import pwd
+import time
 import shutil
 import signal
 import socket
@@ -110,3 +114,43 @@ class ServerPair:
                 except Exception:  # noqa: BLE001 - best effort
                     pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def init_primary(self, node, settings=()):
+        """initdb node with streaming replication and the extension preloaded, then start it."""
+        as_pg(os.path.join(PG_BIN, "initdb"), "-D", node.data, "-A", "trust", "-U", "postgres",
+              "--encoding", "UTF8", "--locale", "C", "--no-sync")
+        with open(os.path.join(node.data, "postgresql.conf"), "a") as f:
+            f.write("\n".join([
+                "port = %d" % node.port,
+                "listen_addresses = '127.0.0.1'",
+                "unix_socket_directories = '%s'" % self.dir,
+                "shared_preload_libraries = 'stream'",
+                "wal_level = replica",
+                "max_wal_senders = 4",
+                "hot_standby = on",
+                "max_connections = 30",
+                "log_line_prefix = '%m [%p] '",
+                *settings,
+                ""]))
+        node.pg_ctl("start")
+
+    def add_standby(self, node, primary, settings=(), timeout=30):
+        """Clone primary into node (pg_basebackup -R), start it as the synchronous
+        standby 'standby1', and wait until the primary reports it synchronous."""
+        as_pg(os.path.join(PG_BIN, "pg_basebackup"), "-D", node.data, "-R", "-X", "stream",
+              "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres", "--no-sync",
+              "--checkpoint=fast")
+        with open(os.path.join(node.data, "postgresql.conf"), "a") as f:
+            f.write("\n".join(["port = %d" % node.port, *settings, ""]))
+        with open(os.path.join(node.data, "postgresql.auto.conf"), "a") as f:
+            f.write("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres application_name=standby1'\n"
+                    % primary.port)
+        node.pg_ctl("start")
+        primary.query("ALTER SYSTEM SET synchronous_standby_names = 'standby1'")
+        primary.query("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while primary.query("SELECT sync_state FROM pg_stat_replication "
+                            "WHERE application_name = 'standby1'") != [("sync",)]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the standby did not become synchronous in %s s" % timeout)
+            time.sleep(0.05)

@@ -45,7 +45,7 @@ import traceback
 import psycopg
 
 from lib import TAP, wait_until
-from server_pair import PG_BIN, ServerPair, as_pg, free_ports
+from server_pair import ServerPair, free_ports
 
 t = TAP()
 TOPIC = "fo"
@@ -347,21 +347,7 @@ def check_offsets_unique(rows, label):
 def main():
     global phase
     # ---- the pair ----
-    as_pg(os.path.join(PG_BIN, "initdb"), "-D", PRIMARY.data, "-A", "trust", "-U", "postgres",
-          "--encoding", "UTF8", "--locale", "C", "--no-sync")
-    with open(os.path.join(PRIMARY.data, "postgresql.conf"), "a") as f:
-        f.write("\n".join([
-            "port = %d" % PRIMARY.port,
-            "listen_addresses = '127.0.0.1'",
-            "unix_socket_directories = '%s'" % TMP,
-            "shared_preload_libraries = 'stream'",
-            "wal_level = replica",
-            "max_wal_senders = 4",
-            "hot_standby = on",
-            "max_connections = 30",
-            "log_line_prefix = '%m [%p] '",
-            ""]))
-    PRIMARY.pg_ctl("start")
+    PAIR.init_primary(PRIMARY)
     p = PRIMARY.connect()
     p.execute("CREATE EXTENSION stream")
     p.execute("SELECT stream.create_topic(%s, %s)", (TOPIC, PARTITIONS))
@@ -375,19 +361,7 @@ def main():
     p.execute("SELECT stream.commit(%s, %s)", (PROBE, TOPIC))
     p.close()
 
-    as_pg(os.path.join(PG_BIN, "pg_basebackup"), "-D", STANDBY.data, "-R", "-X", "stream",
-          "-h", "127.0.0.1", "-p", str(PRIMARY.port), "-U", "postgres", "--no-sync", "--checkpoint=fast")
-    with open(os.path.join(STANDBY.data, "postgresql.conf"), "a") as f:
-        f.write("port = %d\n" % STANDBY.port)
-    with open(os.path.join(STANDBY.data, "postgresql.auto.conf"), "a") as f:
-        f.write("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres application_name=standby1'\n"
-                % PRIMARY.port)
-    STANDBY.pg_ctl("start")
-    PRIMARY.query("ALTER SYSTEM SET synchronous_standby_names = 'standby1'")
-    PRIMARY.query("SELECT pg_reload_conf()")
-    wait_until(lambda: PRIMARY.query("SELECT sync_state FROM pg_stat_replication "
-                                     "WHERE application_name = 'standby1'") == [("sync",)],
-               timeout=TIMEOUT, what="the standby to be synchronous")
+    PAIR.add_standby(STANDBY, PRIMARY, timeout=TIMEOUT)
     t.ok(True, "a synchronous streaming standby follows the primary")
 
     # a read-only transaction on the primary cannot publish either
@@ -587,7 +561,6 @@ def main():
 
 
 PAIR = ServerPair("stream-failover.", "t_920_failover")
-TMP = PAIR.dir
 PRIMARY, STANDBY = (PAIR.node(name, port) for name, port in zip(("primary", "standby"), free_ports(2)))
 started = time.monotonic()
 try:

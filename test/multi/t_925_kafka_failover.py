@@ -49,7 +49,7 @@ import time
 import traceback
 
 from lib import TAP, wait_until
-from server_pair import PG_BIN, ServerPair, as_pg, free_ports
+from server_pair import ServerPair, free_ports
 
 t = TAP()
 TOPIC = "kf"
@@ -243,42 +243,15 @@ def committed_offsets(conn):
 
 def main():
     # ---- the pair ----
-    as_pg(os.path.join(PG_BIN, "initdb"), "-D", PRIMARY.data, "-A", "trust", "-U", "postgres",
-          "--encoding", "UTF8", "--locale", "C", "--no-sync")
-    with open(os.path.join(PRIMARY.data, "postgresql.conf"), "a") as f:
-        f.write("\n".join([
-            "port = %d" % PRIMARY.port,
-            "listen_addresses = '127.0.0.1'",
-            "unix_socket_directories = '%s'" % TMP,
-            "shared_preload_libraries = 'stream'",
-            "wal_level = replica",
-            "max_wal_senders = 4",
-            "hot_standby = on",
-            "max_connections = 30",
-            "log_line_prefix = '%m [%p] '",
-            "stream.database = 'postgres'",
-            "stream.kafka_port = %d" % PRIMARY.kport,
-            "stream.kafka_role = 'postgres'",
-            "stream.kafka_advertised_host = '127.0.0.1'",
-            ""]))
-    PRIMARY.pg_ctl("start")
+    PAIR.init_primary(PRIMARY, ["stream.database = 'postgres'",
+                                "stream.kafka_port = %d" % PRIMARY.kport,
+                                "stream.kafka_role = 'postgres'",
+                                "stream.kafka_advertised_host = '127.0.0.1'"])
     PRIMARY.query("CREATE EXTENSION stream")
     PRIMARY.query("SELECT stream.create_topic(%s, %s, value_type => 'bytea')", (TOPIC, PARTITIONS))
     wait_until(lambda: serving(PRIMARY.kport), timeout=TIMEOUT, what="the primary's Kafka listener")
 
-    as_pg(os.path.join(PG_BIN, "pg_basebackup"), "-D", STANDBY.data, "-R", "-X", "stream",
-          "-h", "127.0.0.1", "-p", str(PRIMARY.port), "-U", "postgres", "--no-sync", "--checkpoint=fast")
-    with open(os.path.join(STANDBY.data, "postgresql.conf"), "a") as f:
-        f.write("port = %d\nstream.kafka_port = %d\n" % (STANDBY.port, STANDBY.kport))
-    with open(os.path.join(STANDBY.data, "postgresql.auto.conf"), "a") as f:
-        f.write("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres application_name=standby1'\n"
-                % PRIMARY.port)
-    STANDBY.pg_ctl("start")
-    PRIMARY.query("ALTER SYSTEM SET synchronous_standby_names = 'standby1'")
-    PRIMARY.query("SELECT pg_reload_conf()")
-    wait_until(lambda: PRIMARY.query("SELECT sync_state FROM pg_stat_replication "
-                                     "WHERE application_name = 'standby1'") == [("sync",)],
-               timeout=TIMEOUT, what="the standby to be synchronous")
+    PAIR.add_standby(STANDBY, PRIMARY, ["stream.kafka_port = %d" % STANDBY.kport], timeout=TIMEOUT)
     t.ok(True, "a synchronous streaming standby follows the primary; both have a Kafka port")
     t.ok(serving(PRIMARY.kport), "the primary's listener answers ApiVersions on its port %d" % PRIMARY.kport)
     t.ok(refused(STANDBY.kport),
@@ -462,7 +435,6 @@ def main():
 
 
 PAIR = ServerPair("stream-kfailover.", "t_925_kafka_failover")
-TMP = PAIR.dir
 _pgports = free_ports(2)
 _kbase = os.environ.get("STREAM_KFAILOVER_KPORT") or (
     int(os.environ["STREAM_KAFKA_PORT"]) + 1 if os.environ.get("STREAM_KAFKA_PORT")
