@@ -3,9 +3,10 @@
  * read.c
  *	  Reading a partition up to its last stable offset.
  *
- * stream_scan_partition() is the one read path (stream_read_partition()
- * for read and poll, which fills a tuplestore; Kafka's Fetch, which
- * encodes each row as the scan returns it): compute the partition's LSO from shared memory, then take a
+ * stream_scan_partition() is the one read path (under read and poll
+ * through stream_read_partition(), which fills a tuplestore, and under
+ * Kafka's Fetch, which encodes each row as the scan returns it): compute
+ * the partition's LSO from shared memory, then take a
  * fresh snapshot, then range-scan the segments' offset indexes from the
  * requested offset, stopping below the LSO.  The order matters (see
  * lso.c): every offset below an LSO computed first belongs to a
