@@ -178,6 +178,14 @@ typedef KafkaResult (*KafkaHandler) (KafkaRequest *req, StringInfo out,
 typedef void (*KafkaErrorResponder) (KafkaRequest *req, StringInfo out, int16 error);
 
 /* kafka_data.c */
+
+/*
+ * The topic a request names, if it exists and the role holds priv on it
+ * (a STREAM_PRIV_* mask); else NULL and *error is UNKNOWN_TOPIC_OR_PARTITION
+ * or TOPIC_AUTHORIZATION_FAILED.
+ */
+struct StreamTopic;
+extern struct StreamTopic *kafka_find_topic(const char *name, int priv, int16 *error);
 extern KafkaResult kafka_metadata(KafkaRequest *req, StringInfo out, TimestampTz *wake_at);
 extern void kafka_metadata_error(KafkaRequest *req, StringInfo out, int16 error);
 extern KafkaResult kafka_produce(KafkaRequest *req, StringInfo out, TimestampTz *wake_at);

@@ -122,20 +122,21 @@ ms_to_timestamptz(int64 ms)
 	return ms * 1000 - UNIX_TO_PG_EPOCH_USECS;
 }
 
-/*
- * Find a topic by name for a Kafka request; NULL with *error set when it
- * does not exist (or the name is not a valid topic name).
- */
-static StreamTopic *
-find_topic(const char *name, int16 *error)
+StreamTopic *
+kafka_find_topic(const char *name, int priv, int16 *error)
 {
-	if (name == NULL || !stream_topic_exists_by_name(name))
-	{
+	StreamTopic *topic = stream_topic_find_cstr(name);
+
+	if (topic == NULL)
 		*error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
-		return NULL;
+	else if (!stream_has_privilege(topic, priv, GetUserId()))
+	{
+		*error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+		topic = NULL;
 	}
-	*error = KAFKA_NONE;
-	return stream_topic_lookup_cstr(name);
+	else
+		*error = KAFKA_NONE;
+	return topic;
 }
 
 /*
@@ -286,10 +287,8 @@ kafka_metadata(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 			StreamTopic *topic;
 			int16		error;
 
-			/* dropped since it was listed: skip it */
-			if ((topic = find_topic(name, &error)) == NULL)
-				continue;
-			if (!stream_has_privilege(topic, STREAM_PRIV_ANY, GetUserId()))
+			/* dropped since it was listed, or not the role's to see: skip it */
+			if ((topic = kafka_find_topic(name, STREAM_PRIV_ANY, &error)) == NULL)
 				continue;
 			metadata_topic(req, out, name, KAFKA_NONE, topic->partitions);
 			count++;
@@ -305,10 +304,8 @@ kafka_metadata(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 
 			if (name == NULL || !stream_name_is_valid(name))
 				metadata_topic(req, out, name ? name : "", KAFKA_INVALID_TOPIC_EXCEPTION, 0);
-			else if ((topic = find_topic(name, &error)) == NULL)
+			else if ((topic = kafka_find_topic(name, STREAM_PRIV_ANY, &error)) == NULL)
 				metadata_topic(req, out, name, error, 0);
-			else if (!stream_has_privilege(topic, STREAM_PRIV_ANY, GetUserId()))
-				metadata_topic(req, out, name, KAFKA_TOPIC_AUTHORIZATION_FAILED, 0);
 			else
 				metadata_topic(req, out, name, KAFKA_NONE, topic->partitions);
 			count++;
@@ -708,9 +705,7 @@ kafka_produce(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 
 		if (topic_error == KAFKA_NONE)
 		{
-			topic = find_topic(pt->name, &topic_error);
-			if (topic != NULL && !stream_has_privilege(topic, STREAM_PRIV_PUBLISH, GetUserId()))
-				topic_error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+			topic = kafka_find_topic(pt->name, STREAM_PRIV_PUBLISH, &topic_error);
 		}
 		for (p = 0; p < pt->npartitions; p++)
 		{
@@ -1268,13 +1263,7 @@ kafka_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 
 		kw_string(out, ft->name ? ft->name : "");
 		kw_int32(out, ft->npartitions);
-		ft->topic = find_topic(ft->name, &topic_error);
-		if (ft->topic != NULL &&
-			!stream_has_privilege(ft->topic, STREAM_PRIV_CONSUME, GetUserId()))
-		{
-			topic_error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
-			ft->topic = NULL;
-		}
+		ft->topic = kafka_find_topic(ft->name, STREAM_PRIV_CONSUME, &topic_error);
 		for (p = 0; p < ft->npartitions; p++)
 		{
 			FetchPartition *fp = &ft->partitions[p];
@@ -1468,10 +1457,8 @@ kafka_list_offsets(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 	{
 		ListOffsetsTopic *lt = &lr.topics[t];
 		int16		topic_error;
-		StreamTopic *topic = find_topic(lt->name, &topic_error);
+		StreamTopic *topic = kafka_find_topic(lt->name, STREAM_PRIV_CONSUME, &topic_error);
 
-		if (topic != NULL && !stream_has_privilege(topic, STREAM_PRIV_CONSUME, GetUserId()))
-			topic_error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
 		for (p = 0; p < lt->npartitions; p++)
 		{
 			ListOffsetsPartition *lp = &lt->partitions[p];

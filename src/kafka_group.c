@@ -1474,27 +1474,6 @@ store_protected(const char *group, StreamTopic *topic, int32 partition, int64 of
 	return false;
 }
 
-/* A topic the role may consume, or NULL and the error to answer with. */
-static StreamTopic *
-consumable_topic(const char *name, int16 *error)
-{
-	StreamTopic *topic;
-
-	if (!stream_name_is_valid(name) || !stream_topic_exists_by_name(name))
-	{
-		*error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
-		return NULL;
-	}
-	topic = stream_topic_lookup_cstr(name);
-	if (!stream_has_privilege(topic, STREAM_PRIV_CONSUME, GetUserId()))
-	{
-		*error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
-		return NULL;
-	}
-	*error = KAFKA_NONE;
-	return topic;
-}
-
 KafkaResult
 kafka_offset_commit(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 {
@@ -1549,7 +1528,7 @@ kafka_offset_commit(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 	{
 		CommitTopic *t = &c.topics[i];
 		int16		error;
-		StreamTopic *topic = consumable_topic(t->name, &error);
+		StreamTopic *topic = kafka_find_topic(t->name, STREAM_PRIV_CONSUME, &error);
 
 		for (k = 0; k < t->nparts; k++)
 		{
@@ -1750,7 +1729,7 @@ kafka_offset_fetch(KafkaRequest *req, StringInfo out, TimestampTz *wake_at)
 	{
 		FetchTopic *t = &topics[i];
 		int16		error;
-		StreamTopic *topic = consumable_topic(t->name, &error);
+		StreamTopic *topic = kafka_find_topic(t->name, STREAM_PRIV_CONSUME, &error);
 
 		for (k = 0; k < t->nparts; k++)
 		{

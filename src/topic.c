@@ -262,15 +262,13 @@ create_topic_cache(void)
 							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-/* Look a topic up by name (C string), erroring if it does not exist. */
-StreamTopic *
-stream_topic_lookup_cstr(const char *name)
+/* The cached topic of a valid name, loading it on a miss; NULL if none. */
+static StreamTopic *
+find_topic(const char *name)
 {
 	StreamTopic *entry;
 	StreamTopic loaded;
 	bool		found;
-
-	stream_check_topic_name(name);
 
 	/* a concurrent alter/drop that committed must be seen now */
 	AcceptInvalidationMessages();
@@ -284,14 +282,11 @@ stream_topic_lookup_cstr(const char *name)
 
 	memset(&loaded, 0, sizeof(loaded));
 	if (!load_topic(name, &loaded))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("topic \"%s\" does not exist", name),
-				 errhint("Create it with stream.create_topic('%s').", name)));
+		return NULL;
 
 	/* loading may have processed invalidations that destroyed the cache */
 	if (topic_cache == NULL)
-		return stream_topic_lookup_cstr(name);
+		return find_topic(name);
 	if (hash_get_num_entries(topic_cache) >= stream_topic_cache_size)
 	{
 		hash_destroy(topic_cache);
@@ -301,6 +296,31 @@ stream_topic_lookup_cstr(const char *name)
 	entry = hash_search(topic_cache, name, HASH_ENTER, &found);
 	memcpy(entry, &loaded, sizeof(StreamTopic));
 	return copy_topic(entry);
+}
+
+/* Look a topic up by name (C string), erroring if it does not exist. */
+StreamTopic *
+stream_topic_lookup_cstr(const char *name)
+{
+	StreamTopic *topic;
+
+	stream_check_topic_name(name);
+	topic = find_topic(name);
+	if (topic == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" does not exist", name),
+				 errhint("Create it with stream.create_topic('%s').", name)));
+	return topic;
+}
+
+/* Look a topic up by name (C string); NULL for a missing topic or a bad name. */
+StreamTopic *
+stream_topic_find_cstr(const char *name)
+{
+	if (name == NULL || !stream_name_is_valid(name))
+		return NULL;
+	return find_topic(name);
 }
 
 /* Look a topic up by name (text). */

@@ -38,6 +38,7 @@ extern void stream_check_topic_name(const char *name);
 /* Lookups return a palloc'd copy, safe across cache invalidation. */
 extern StreamTopic *stream_topic_lookup(text *name);
 extern StreamTopic *stream_topic_lookup_cstr(const char *name);
+extern StreamTopic *stream_topic_find_cstr(const char *name);
 extern void stream_check_partition(StreamTopic *topic, int32 partition);
 extern bool stream_topic_exists_by_name(const char *name);
 extern Oid	stream_topics_catalog_oid(void);
